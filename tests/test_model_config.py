@@ -1,0 +1,86 @@
+"""SpotConfig: presets, paper table rows, (de)serialisation, validation."""
+
+import pytest
+
+from spot_edge.model import ConfigError, SpotConfig, paper_table_configs, preset, preset_names
+from spot_edge.preprocessing import PreprocessSpec
+
+
+def test_table1_presets_by_name_and_index():
+    names = ["baseline", "structure", "asr", "tpi", "asr-tpi", "spot"]
+    for index, name in enumerate(names, start=1):
+        assert preset(name) == preset(str(index)) == preset(f"table1-{index}")
+    assert preset("baseline").branches == ("base",)
+    assert preset("structure").inject_structure and preset("structure").branches == ("base",)
+    assert preset("asr").branches == ("base", "is")
+    assert preset("tpi").branches == ("base", "ip")
+    assert preset("asr-tpi").branches == ("base", "is", "ip")
+    assert preset("spot").branches == ("base", "is", "ip", "if")
+    assert preset("spot").loss_weights == {"base": 1.0, "is": 0.6, "ip": 0.5, "if": 1.0}
+
+
+def test_paper_defaults():
+    c = preset("spot")
+    assert (c.backbone, c.last_stride, c.preprocessing.size) == ("resnet50", 1, (288, 144))
+    assert (c.num_pose_maps, c.num_parts, c.transformer_layers, c.transformer_heads) == (56, 7, 1, 8)
+    assert (c.pe_base, c.lambda_is, c.lambda_ip, c.fusion, c.inject_layer) == (10000.0, 0.6, 0.5, "concat", 2)
+    assert c.feature_dim == 2048 and c.embedding_dim == 2048
+
+
+def test_every_paper_row_is_a_config():
+    rows = paper_table_configs()
+    assert len([k for k in rows if k.startswith("Table I #")]) == 6
+    for layer in (1, 2, 3, 4):
+        assert rows[f"Table II: B+S_{layer}"].inject_layer == layer
+    assert rows["Table II: B+K_2"].structure_source == "keypoints"
+    for fusion in ("max", "mean", "weighted", "concat"):
+        assert rows[f"Table III: Fusion_{fusion}"].fusion == fusion
+    assert rows["Table III: No fusion"].resolved_embedding == "concat"
+    assert [rows[f"Fig. 6: p={p}"].num_parts for p in range(2, 10)] == list(range(2, 10))
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_save_load_roundtrip(tmp_path, suffix):
+    c = preset("spot-small", num_classes=12, fusion="weighted")
+    c.save(tmp_path / f"c{suffix}")
+    assert SpotConfig.load(tmp_path / f"c{suffix}") == c
+    assert SpotConfig.from_dict(c.to_dict()).fingerprint() == c.fingerprint()
+
+
+def test_load_preset_with_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("preset: spot-small\nnum_parts: 4\n")
+    c = SpotConfig.load(tmp_path / "c.yaml")
+    assert c.num_parts == 4 and c.backbone == "resnet18"
+
+
+def test_small_presets_exist():
+    for name in preset_names():
+        preset(name)
+    assert preset("spot-small").preprocessing == PreprocessSpec(height=128, width=64)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(backbone="vgg"), "backbone"),
+    (dict(inject_layer=5), "inject_layer"),
+    (dict(fusion="sum"), "fusion"),
+    (dict(use_asr=False), "needs use_asr"),
+    (dict(transformer_heads=7), "transformer_heads"),
+    (dict(embedding="xyz"), "embedding"),
+])
+def test_invalid_values_are_named(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("spot").replace(**changes)
+
+
+def test_unknown_fields_and_presets(tmp_path):
+    with pytest.raises(ConfigError, match="unknown SpotConfig fields"):
+        SpotConfig.from_dict({"num_part": 3})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("spot-huge")
+    with pytest.raises(FileNotFoundError):
+        SpotConfig.load(tmp_path / "missing.yaml")
+
+
+def test_differences_name_fields():
+    diffs = preset("spot").differences(preset("spot", num_parts=5, fusion="max"))
+    assert set(diffs) == {"num_parts", "fusion"}
