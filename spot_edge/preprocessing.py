@@ -31,6 +31,9 @@ class PreprocessSpec:
         mean, std: per-channel normalisation in the network's channel order, on [0, 1] values.
         channel_order: channel order the network expects ("RGB").
         interpolation: resize filter ("linear" or "area"), as OpenCV names it.
+        heatmap_stride: the pose maps that go with a crop are ``(height / stride, width / stride)``
+            (OpenPose's output stride, 8). The network accepts any size; exported graphs, engines
+            and the pipeline use this one.
     """
 
     height: int = 288
@@ -39,6 +42,7 @@ class PreprocessSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     channel_order: str = "RGB"
     interpolation: str = "linear"
+    heatmap_stride: int = 8
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16 or self.height > 4096 or self.width > 4096:
@@ -47,6 +51,8 @@ class PreprocessSpec:
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if self.interpolation not in ("linear", "area"):
             raise ValueError(f"interpolation must be 'linear' or 'area', got {self.interpolation!r}")
+        if self.heatmap_stride < 1:
+            raise ValueError(f"heatmap_stride must be >= 1, got {self.heatmap_stride}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need 3 values each, std > 0")
         object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
@@ -56,6 +62,11 @@ class PreprocessSpec:
     def size(self) -> tuple[int, int]:
         """``(height, width)``."""
         return (self.height, self.width)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """``(Hs, Ws)`` of the pose maps that go with one crop."""
+        return (max(1, round(self.height / self.heatmap_stride)), max(1, round(self.width / self.heatmap_stride)))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
