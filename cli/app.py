@@ -29,11 +29,29 @@ def _root(
     """SPOT visible-infrared person re-identification."""
 
 
-def _register() -> None:
-    """Attach each area's commands (one module per area under cli/)."""
-    from spot_edge.cli import model
+#: Modules whose commands sit at the top level (``spot-edge train``, ``spot-edge build-engine``...).
+TOP_LEVEL = ("train", "engines", "run", "bench", "doctor", "demo")
+#: Modules that form a command group (``spot-edge pose maps``...).
+GROUPS = ("model", "pose", "kernels", "visualize")
 
-    app.add_typer(model.app, name="model")
+
+def _register() -> None:
+    """Attach each area's commands (one module per area under ``cli/``)."""
+    from importlib import import_module
+
+    for name in TOP_LEVEL + GROUPS:
+        try:
+            module = import_module(f"spot_edge.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"spot_edge.cli.{name}":
+                raise
+            continue
+        sub = module.app
+        if name in GROUPS:
+            app.add_typer(sub, name=name)
+        else:
+            app.registered_commands.extend(sub.registered_commands)
+            app.registered_groups.extend(sub.registered_groups)
 
 
 _register()

@@ -56,7 +56,8 @@ def test_load_preset_with_overrides(tmp_path):
 def test_small_presets_exist():
     for name in preset_names():
         preset(name)
-    assert preset("spot-small").preprocessing == PreprocessSpec(height=128, width=64)
+    assert preset("spot-small").preprocessing == PreprocessSpec(height=128, width=64, heatmap_stride=4)
+    assert preset("spot-small").preprocessing.heatmap_size == (32, 16)
 
 
 @pytest.mark.parametrize("changes, message", [

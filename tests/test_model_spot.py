@@ -50,7 +50,7 @@ def test_gradients_reach_every_used_parameter(name):
 
 
 def test_inject_layers_and_fusions_build_and_run():
-    images, heatmaps, modality = inputs(batch=2)
+    images, heatmaps, modality = inputs(batch=2, size=(64, 32), maps=(8, 4))
     for layer in (1, 2, 3, 4):
         for mode in ("add", "concat"):
             model = SPOT(tiny("structure", inject_layer=layer, injection_mode=mode)).eval()

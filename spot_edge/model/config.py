@@ -290,7 +290,7 @@ TABLE1 = {
 TABLE1_INDEX = {str(i + 1): name for i, name in enumerate(TABLE1)}
 
 #: A small configuration for CPUs (ResNet-18, 128x64 input, narrower heads).
-SMALL = dict(backbone="resnet18", preprocessing=PreprocessSpec(height=128, width=64),
+SMALL = dict(backbone="resnet18", preprocessing=PreprocessSpec(height=128, width=64, heatmap_stride=4),
              relation_channels=(32, 64, 128, 128), asr_key_dim=64, transformer_ffn_dim=512)
 
 

@@ -1,0 +1,182 @@
+"""Run a verified spot-edge TensorRT engine on torch CUDA buffers (TensorRT 10 Python API).
+
+Load path (documented TensorRT 10 API)::
+
+    runtime = trt.Runtime(logger)
+    engine  = runtime.deserialize_cuda_engine(plan_bytes)
+    context = engine.create_execution_context()
+    context.set_optimization_profile_async(index, stream)
+    context.set_input_shape("images", (B, 3, H, W)); context.set_input_shape("heatmaps", ...)
+    context.set_tensor_address(name, tensor.data_ptr())   # inputs and the output
+    context.execute_async_v3(stream)
+
+Before deserialising, the JSON sidecar is checked against this machine (TensorRT version, GPU
+compute capability, modality, plugins): a mismatch is an :class:`EngineMismatchError` that says
+what to rebuild, never a crash inside TensorRT. Batches inside a profile run as they are; smaller
+ones are padded up to the profile's minimum; larger ones are split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from spot_edge.engines.metadata import (EMBEDDING_OUTPUT, HEATMAP_INPUT, IMAGE_INPUT, ArtifactError, BatchProfile,
+                                        EngineMetadata, EngineMismatchError, GpuInfo)
+from spot_edge.engines.trt_builder import current_gpu, import_tensorrt, load_plugins
+
+
+def plan_chunks(batch: int, profiles: Sequence[BatchProfile]) -> list[tuple[int, int, int]]:
+    """Split a batch into runs ``(start, size, profile_index)``; ``size`` may be below the profile's
+    ``min`` (the runner pads it). Runs use the largest profile maximum; the tail goes to the
+    profile that fits it best (smallest ``max`` that holds it, else the one with the smallest ``min``)."""
+    if batch < 0:
+        raise ValueError("batch must be >= 0")
+    largest = max(range(len(profiles)), key=lambda i: profiles[i].max)
+    step = profiles[largest].max
+    runs = []
+    for start in range(0, batch, step):
+        size = min(step, batch - start)
+        runs.append((start, size, best_profile(size, profiles)))
+    return runs
+
+
+def best_profile(size: int, profiles: Sequence[BatchProfile]) -> int:
+    """Index of the profile to run ``size`` samples with."""
+    fitting = [i for i, p in enumerate(profiles) if p.min <= size <= p.max]
+    if fitting:
+        return min(fitting, key=lambda i: (profiles[i].max, -profiles[i].opt))
+    holding = [i for i, p in enumerate(profiles) if size <= p.max]  # size < min: pad
+    return min(holding, key=lambda i: profiles[i].min)
+
+
+class TrtEngineRunner:
+    """One engine (one modality) with one execution context per optimisation profile.
+
+    Args:
+        engine_path: serialized engine with its ``<engine>.json`` sidecar.
+        modality: expected modality (checked against the metadata), or None.
+        device: torch device of the buffers (``"cuda"``/``"cuda:N"``; tests use ``"cpu"`` with the
+            TensorRT double).
+        plugin_libraries: plugin libraries the engine needs (their versions are checked).
+        gpu: override GPU detection (tests).
+    """
+
+    def __init__(self, engine_path: str | Path, modality: str | None = None, device: str = "cuda",
+                 plugin_libraries: Sequence[str | Path] = (), gpu: GpuInfo | None = None) -> None:
+        import torch
+
+        self.engine_path = Path(engine_path)
+        if not self.engine_path.is_file():
+            raise FileNotFoundError(f"TensorRT engine not found: {self.engine_path}")
+        self.metadata = EngineMetadata.load(self.engine_path)
+        trt = import_tensorrt()
+        self.trt = trt
+        self.device = torch.device(device)
+        if gpu is None:
+            gpu = current_gpu(self.device.index or 0)
+        logger = trt.Logger(trt.Logger.WARNING)
+        plugins = load_plugins(trt, logger, [Path(p) for p in plugin_libraries])
+        self.metadata.verify(str(trt.__version__), gpu, modality, plugins, self.engine_path)
+
+        self._runtime = trt.Runtime(logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise EngineMismatchError(f"TensorRT {trt.__version__} could not deserialize {self.engine_path} although "
+                                      f"its metadata matches; the file may be corrupt: rebuild it with "
+                                      f"`spot-edge build-engine`")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        if IMAGE_INPUT not in self.inputs or EMBEDDING_OUTPUT not in self.outputs:
+            raise ArtifactError(f"{self.engine_path} has tensors {names}; a spot-edge engine has inputs "
+                                f"{IMAGE_INPUT}, {HEATMAP_INPUT} and output {EMBEDDING_OUTPUT}")
+        self.profiles = tuple(
+            BatchProfile(*(int(shape[0]) for shape in self.engine.get_tensor_profile_shape(IMAGE_INPUT, i)))
+            for i in range(self.engine.num_optimization_profiles))
+        self._contexts: dict[int, object] = {}
+        info = self.metadata.artifact
+        self.modality = info.modality
+        self.image_shape = info.image_shape
+        self.heatmap_shape = info.heatmap_shape
+        self.embedding_dim = info.embedding_dim
+
+    @property
+    def max_batch(self) -> int:
+        return max(p.max for p in self.profiles)
+
+    def _torch_dtype(self, name: str):
+        import torch
+
+        dtype = self.engine.get_tensor_dtype(name)
+        mapping = {self.trt.DataType.FLOAT: torch.float32, self.trt.DataType.HALF: torch.float16}
+        if dtype not in mapping:
+            raise ArtifactError(f"tensor {name} of {self.engine_path} has type {dtype}; expected FLOAT or HALF")
+        return mapping[dtype]
+
+    def _stream(self) -> int:
+        import torch
+
+        return torch.cuda.current_stream(self.device).cuda_stream if self.device.type == "cuda" else 0
+
+    def _context(self, profile: int):
+        if profile not in self._contexts:
+            context = self.engine.create_execution_context()
+            if context is None:
+                raise RuntimeError(f"TensorRT could not create an execution context for {self.engine_path} "
+                                   f"(out of GPU memory?)")
+            if not context.set_optimization_profile_async(profile, self._stream()):
+                raise RuntimeError(f"cannot select optimisation profile {profile} of {self.engine_path}")
+            self._contexts[profile] = context
+        return self._contexts[profile]
+
+    def run(self, images, heatmaps):
+        """``images (B, 3, H, W)``, ``heatmaps (B, K_S, Hs, Ws)`` torch tensors -> ``(B, D)`` float32 on ``device``."""
+        import torch
+
+        batch = int(images.shape[0])
+        if tuple(images.shape[1:]) != self.image_shape or tuple(heatmaps.shape[1:]) != self.heatmap_shape \
+                or heatmaps.shape[0] != batch:
+            raise ValueError(f"engine {self.engine_path.name} takes images (B, {self.image_shape}) and heatmaps "
+                             f"(B, {self.heatmap_shape}); got {tuple(images.shape)} and {tuple(heatmaps.shape)}")
+        if batch == 0:
+            return torch.zeros((0, self.embedding_dim), dtype=torch.float32, device=self.device)
+        out = torch.empty((batch, self.embedding_dim), dtype=torch.float32, device=self.device)
+        for start, size, profile in plan_chunks(batch, self.profiles):
+            rows = slice(start, start + size)
+            out[rows] = self._run_chunk(images[rows], heatmaps[rows], profile)[:size]
+        return out
+
+    def _run_chunk(self, images, heatmaps, profile_index: int):
+        import torch
+
+        size = int(images.shape[0])
+        padded = max(size, self.profiles[profile_index].min)
+        feeds = {IMAGE_INPUT: images, HEATMAP_INPUT: heatmaps}
+        context = self._context(profile_index)
+        alive = []
+        for name in self.inputs:
+            t = feeds[name].to(self.device, self._torch_dtype(name))
+            if padded > size:  # repeat the last sample up to the profile minimum; its rows are dropped
+                t = torch.cat([t, t[-1:].expand(padded - size, *t.shape[1:])], dim=0)
+            t = t.contiguous()
+            if not context.set_input_shape(name, tuple(t.shape)):
+                raise ValueError(f"engine {self.engine_path.name} rejects shape {tuple(t.shape)} for {name} "
+                                 f"(profile {self.profiles[profile_index]})")
+            context.set_tensor_address(name, int(t.data_ptr()))
+            alive.append(t)
+        out_shape = tuple(int(d) for d in context.get_tensor_shape(EMBEDDING_OUTPUT))
+        if out_shape != (padded, self.embedding_dim):
+            raise ArtifactError(f"engine {self.engine_path.name} reports output shape {out_shape}, expected "
+                                f"{(padded, self.embedding_dim)}; rebuild it from a current spot-edge export")
+        result = torch.empty(out_shape, dtype=self._torch_dtype(EMBEDDING_OUTPUT), device=self.device)
+        context.set_tensor_address(EMBEDDING_OUTPUT, int(result.data_ptr()))
+        if not context.execute_async_v3(self._stream()):
+            raise RuntimeError(f"TensorRT execution of {self.engine_path.name} failed (see the TensorRT log)")
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        return result.float()
+
+    def close(self) -> None:
+        self._contexts.clear()
+        self.engine = None

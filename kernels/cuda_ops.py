@@ -1,0 +1,246 @@
+"""PyTorch custom operators over the CUDA C++ library (``libspot_edge_kernels.so``).
+
+The library (``kernels/cuda/``, built by the top-level ``CMakeLists.txt``) has no libtorch
+dependency: it exports a C API (``kernels/cuda/spot_kernels.h``) taking raw device pointers,
+sizes, strides, a dtype code and a ``cudaStream_t``. This module loads it with :mod:`ctypes`
+and registers two operators with :func:`torch.library.custom_op`:
+
+- ``spot_edge::structure_attention(q, k, v, scale) -> out``   (eqs. 4-5)
+- ``spot_edge::part_pool(part_maps, features, eps) -> out``   (eq. 9)
+
+Each has a fake (meta) implementation, so ``torch.compile`` / ``torch.export`` can trace
+it, and an autograd formula (:mod:`spot_edge.kernels.backward`, plain PyTorch ops), so
+training through the CUDA forward gives the reference's gradients.
+
+Library lookup order: ``$SPOT_EDGE_KERNELS_LIB`` (a file), then ``build/`` and
+``build-*/`` at the repository root, then ``kernels/lib/``. Build it with::
+
+    cmake -S . -B build -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from spot_edge.kernels.backward import fused_structure_attention_backward, part_pool_backward
+
+LIBRARY_ENV = "SPOT_EDGE_KERNELS_LIB"
+LIBRARY_FILE = "libspot_edge_kernels.so"
+ABI_VERSION = 1
+BUILD_HINT = ("build it with `cmake -S . -B build && cmake --build build -j` at the repository root "
+              f"(needs nvcc and CMake >= 3.24), or point ${LIBRARY_ENV} at an existing {LIBRARY_FILE}")
+
+_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_STATUS_UNSUPPORTED = 2
+
+_INT64_3 = ctypes.c_int64 * 3
+
+
+class KernelLibraryError(RuntimeError):
+    """The CUDA kernel library is missing, cannot be loaded, or a launch failed."""
+
+
+def library_candidates() -> list[Path]:
+    """Paths searched for the library, in order."""
+    here = Path(__file__).resolve().parent
+    root = here.parent
+    paths: list[Path] = []
+    env = os.environ.get(LIBRARY_ENV)
+    if env:
+        paths.append(Path(env))
+    paths.append(root / "build" / LIBRARY_FILE)
+    paths.extend(sorted(root.glob(f"build-*/{LIBRARY_FILE}")))
+    paths.append(here / "lib" / LIBRARY_FILE)
+    return paths
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+    strides = ctypes.POINTER(ctypes.c_int64)
+    lib.spot_structure_attention.argtypes = [p, p, p, p, i64, i64, i64, i64, strides, strides, strides,
+                                             f32, i32, p]
+    lib.spot_structure_attention.restype = i32
+    lib.spot_part_pool.argtypes = [p, p, p, i64, i64, i64, i64, strides, strides, f32, i32, p]
+    lib.spot_part_pool.restype = i32
+    lib.spot_status_string.argtypes = [i32]
+    lib.spot_status_string.restype = ctypes.c_char_p
+    lib.spot_kernels_abi_version.argtypes = []
+    lib.spot_kernels_abi_version.restype = i32
+    lib.spot_structure_attention_max_nodes.restype = i64
+    lib.spot_part_pool_max_parts.restype = i64
+    return lib
+
+
+def open_library(path: str | os.PathLike) -> ctypes.CDLL:
+    """Load one library file and declare its C signatures (raises :class:`KernelLibraryError`)."""
+    try:
+        lib = _declare(ctypes.CDLL(str(path)))
+    except (OSError, AttributeError) as exc:
+        raise KernelLibraryError(f"cannot load the CUDA kernel library {path}: {exc}") from exc
+    version = lib.spot_kernels_abi_version()
+    if version != ABI_VERSION:
+        raise KernelLibraryError(f"{path} has C API version {version}, this package expects "
+                                 f"{ABI_VERSION}; rebuild it: {BUILD_HINT}")
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    tried = []
+    for path in library_candidates():
+        if path.is_file():
+            try:
+                return open_library(path), str(path)
+            except KernelLibraryError as exc:
+                return None, str(exc)
+        tried.append(str(path))
+    return None, f"{LIBRARY_FILE} not found (looked at {', '.join(tried)}); {BUILD_HINT}"
+
+
+def library() -> ctypes.CDLL:
+    """The loaded library, or :class:`KernelLibraryError` saying how to get it."""
+    lib, info = _load()
+    if lib is None:
+        raise KernelLibraryError(info)
+    return lib
+
+
+def library_path() -> str | None:
+    """Where the library was loaded from (``None`` if it was not)."""
+    lib, info = _load()
+    return info if lib is not None else None
+
+
+def unavailable_reason() -> str | None:
+    """``None`` when the CUDA backend can run here, else why not and how to fix it."""
+    if not torch.cuda.is_available():
+        return "the CUDA backend needs a CUDA GPU (torch.cuda.is_available() is False)"
+    lib, info = _load()
+    return None if lib is not None else info
+
+
+def is_available() -> bool:
+    return unavailable_reason() is None
+
+
+def max_nodes() -> int:
+    """Largest N the attention kernel takes (256 for the library's tile sizes)."""
+    return int(library().spot_structure_attention_max_nodes())
+
+
+def max_parts() -> int:
+    """Largest P the part pooling kernel takes (16)."""
+    return int(library().spot_part_pool_max_parts())
+
+
+def _check_status(status: int, what: str) -> None:
+    if status == 0:
+        return
+    message = library().spot_status_string(status).decode()
+    error = ValueError if status == _STATUS_UNSUPPORTED else KernelLibraryError
+    raise error(f"{what} CUDA kernel failed: {message}")
+
+
+def _ptr(t: Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _stream(t: Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+# --------------------------------------------------------------------------- operators
+
+@torch.library.custom_op("spot_edge::structure_attention", mutates_args=(), device_types="cuda")
+def structure_attention_op(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """``(B, N, Dk), (B, N, Dk), (B, N, Dv) -> (B, N, Dv)``: softmax(scale q k^T) v (CUDA library)."""
+    lib = library()
+    batch, nodes, key_dim = q.shape
+    value_dim = v.shape[-1]
+    out = torch.empty((batch, nodes, value_dim), device=v.device, dtype=v.dtype)
+    if out.numel() == 0:
+        return out
+    with torch.cuda.device(v.device):
+        status = lib.spot_structure_attention(
+            _ptr(q), _ptr(k), _ptr(v), _ptr(out), batch, nodes, key_dim, value_dim,
+            _INT64_3(*q.stride()), _INT64_3(*k.stride()), _INT64_3(*v.stride()),
+            float(scale), _DTYPE_CODES[v.dtype], _stream(v))
+    _check_status(status, "structure attention")
+    return out
+
+
+@structure_attention_op.register_fake
+def _structure_attention_fake(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    return v.new_empty((q.shape[0], q.shape[1], v.shape[-1]))
+
+
+def _structure_attention_setup(ctx, inputs, output) -> None:
+    q, k, v, scale = inputs
+    ctx.save_for_backward(q, k, v)
+    ctx.scale = scale
+
+
+def _structure_attention_grad(ctx, grad_out: Tensor):
+    q, k, v = ctx.saved_tensors
+    grad_q, grad_k, grad_v = fused_structure_attention_backward(grad_out, q, k, v, ctx.scale)
+    return grad_q, grad_k, grad_v, None
+
+
+structure_attention_op.register_autograd(_structure_attention_grad,
+                                         setup_context=_structure_attention_setup)
+
+
+@torch.library.custom_op("spot_edge::part_pool", mutates_args=(), device_types="cuda")
+def part_pool_op(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
+    """``(B, P, H, W), (B, C, H, W) -> (B, P, C)``: node-level part pooling (CUDA library)."""
+    lib = library()
+    batch, parts, h, w = part_maps.shape
+    channels = features.shape[1]
+    maps = part_maps.reshape(batch, parts, h * w)
+    feats = features.reshape(batch, channels, h * w)
+    out = torch.empty((batch, parts, channels), device=features.device, dtype=features.dtype)
+    if out.numel() == 0:
+        return out
+    with torch.cuda.device(features.device):
+        status = lib.spot_part_pool(
+            _ptr(maps), _ptr(feats), _ptr(out), batch, parts, channels, h * w,
+            _INT64_3(*maps.stride()), _INT64_3(*feats.stride()), float(eps),
+            _DTYPE_CODES[features.dtype], _stream(features))
+    _check_status(status, "part pooling")
+    return out
+
+
+@part_pool_op.register_fake
+def _part_pool_fake(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
+    return features.new_empty((part_maps.shape[0], part_maps.shape[1], features.shape[1]))
+
+
+def _part_pool_setup(ctx, inputs, output) -> None:
+    part_maps, features, eps = inputs
+    ctx.save_for_backward(part_maps, features)
+    ctx.eps = eps
+
+
+def _part_pool_grad(ctx, grad_out: Tensor):
+    part_maps, features = ctx.saved_tensors
+    grad_maps, grad_feats = part_pool_backward(grad_out, part_maps, features, ctx.eps)
+    return grad_maps, grad_feats, None
+
+
+part_pool_op.register_autograd(_part_pool_grad, setup_context=_part_pool_setup)
+
+
+def fused_structure_attention_cuda(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0) -> Tensor:
+    """Differentiable CUDA-library fused structure attention (shapes as the reference)."""
+    return structure_attention_op(q, k, v, float(scale))
+
+
+def part_pool_cuda(part_maps: Tensor, features: Tensor, eps: float = 1e-6) -> Tensor:
+    """Differentiable CUDA-library part pooling (shapes as the reference)."""
+    return part_pool_op(part_maps, features, float(eps))

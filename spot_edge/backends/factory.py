@@ -1,0 +1,86 @@
+"""``create_embedder``: pick a backend by name or the best available one for a source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spot_edge.backends.base import BackendUnavailableError, Embedder
+from spot_edge.backends.sources import classify
+
+BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
+#: which backends can run which kind of source
+RUNS = {"model": ("pytorch",), "checkpoint": ("pytorch", "onnxruntime"), "onnx": ("onnxruntime",),
+        "engine": ("tensorrt",)}
+
+
+def available_backends() -> dict[str, bool]:
+    """Which backends' packages import here (a GPU may still be needed to run them)."""
+    import importlib.util
+
+    return {"pytorch": importlib.util.find_spec("torch") is not None,
+            "onnxruntime": importlib.util.find_spec("onnxruntime") is not None,
+            "tensorrt": importlib.util.find_spec("tensorrt") is not None}
+
+
+def create_embedder(source, backend: str = "auto", device: str = "auto", **options) -> Embedder:
+    """An :class:`Embedder` for ``source``.
+
+    Args:
+        source: a ``SPOT`` model, a spot-edge checkpoint (``.safetensors``), an ONNX model or a
+            directory/prefix holding one ONNX per modality (``<prefix>.<modality>.onnx``), TensorRT
+            engine(s) the same way, or a ``{modality: path}`` mapping.
+        backend: ``"pytorch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``: the best one that
+            runs this source here: engines -> TensorRT; ONNX -> ONNX Runtime (TensorRT / CUDA
+            execution providers when present, else CPU); a checkpoint or model -> PyTorch.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``"tensorrt"`` for ONNX Runtime's
+            TensorRT provider).
+        **options: passed to the backend (``fp16``, ``cuda_graphs``, ``threads``, ``max_batch``,
+            ``providers``, ``plugin_libraries``, ``export_dir``...).
+
+    A checkpoint with ``backend="onnxruntime"`` is exported to ONNX first (into ``export_dir``,
+    default a ``<checkpoint>.onnx/`` folder beside it, reused when up to date).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    kind = classify(source)
+    if backend == "auto":
+        backend = RUNS[kind][0]
+    if backend not in RUNS[kind]:
+        raise ValueError(f"the {backend} backend cannot run a {kind} ({source}); it runs "
+                         f"{[k for k, v in RUNS.items() if backend in v]}. "
+                         + ("Export ONNX with `spot-edge export-onnx`, build engines with `spot-edge build-engine`."))
+    if backend == "pytorch":
+        from spot_edge.backends.torch_backend import TorchEmbedder
+
+        return TorchEmbedder(source, device=device, **options)
+    if backend == "onnxruntime":
+        from spot_edge.backends.onnxruntime_backend import OnnxRuntimeEmbedder
+
+        if kind == "checkpoint":
+            source = _export_checkpoint(Path(source), options.pop("export_dir", None))
+        return OnnxRuntimeEmbedder(source, device=device, **options)
+    from spot_edge.backends.tensorrt_backend import TensorRTEmbedder
+
+    return TensorRTEmbedder(source, device=device, **options)
+
+
+def _export_checkpoint(checkpoint: Path, export_dir) -> dict[str, Path]:
+    """Export both modalities of a checkpoint (once; reused while newer than the checkpoint)."""
+    from spot_edge.engines.metadata import MODALITIES
+    from spot_edge.engines.onnx_export import export_onnx, onnx_path_for
+    from spot_edge.model import load_checkpoint
+
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    folder = Path(export_dir) if export_dir else checkpoint.with_name(checkpoint.name + ".onnx")
+    prefix = folder / checkpoint.stem
+    paths = {m: onnx_path_for(prefix, m) for m in MODALITIES}
+    stale = [m for m, p in paths.items() if not p.is_file() or p.stat().st_mtime < checkpoint.stat().st_mtime]
+    if stale:
+        model = load_checkpoint(checkpoint)
+        for m in stale:
+            export_onnx(model, paths[m], m)
+    return paths
+
+
+__all__ = ["create_embedder", "available_backends", "BACKENDS", "BackendUnavailableError"]

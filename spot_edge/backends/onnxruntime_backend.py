@@ -1,0 +1,109 @@
+"""ONNX Runtime embedder: the embedded default (CPU everywhere; CUDA / TensorRT EPs when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spot_edge.backends.base import BackendUnavailableError, Embedder
+from spot_edge.backends.sources import ONNX_SUFFIXES, find_per_modality
+
+#: execution providers by preference for device "auto" / "cuda"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def choose_providers(device: str = "auto", available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime providers for ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``)."""
+    import onnxruntime as ort
+
+    available = list(available if available is not None else ort.get_available_providers())
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device == "auto":
+        return [p for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER]
+    wanted = {"cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"]}
+    if device.startswith("cuda"):
+        device = "cuda"
+    if device not in wanted:
+        raise ValueError(f"unknown device {device!r} for onnxruntime; use auto, cpu, cuda or tensorrt")
+    have = [p for p in wanted[device] if p in available]
+    if not have:
+        raise BackendUnavailableError(f"onnxruntime here has providers {available}, not {wanted[device][0]}; "
+                                      f"install onnxruntime-gpu or use device='cpu'")
+    return have + [CPU_PROVIDER]
+
+
+def onnx_modality(path: Path) -> str:
+    from spot_edge.engines.metadata import read_onnx_info
+
+    return read_onnx_info(path).modality
+
+
+class OnnxRuntimeEmbedder(Embedder):
+    """Run spot-edge ONNX graphs (one per modality) with ONNX Runtime.
+
+    Args:
+        source: an ONNX file, a directory or prefix holding ``<prefix>.<modality>.onnx``, or a
+            ``{modality: path}`` mapping. Every graph must carry spot-edge metadata and all must
+            agree on config fingerprint and preprocessing.
+        device: ``"auto"`` (TensorRT / CUDA providers when present, else CPU), ``"cpu"``, ``"cuda"``.
+        threads: intra-op threads (None: ONNX Runtime's default, all cores).
+        max_batch: largest batch run at once.
+        providers: explicit provider list (overrides ``device``).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, source, device: str = "auto", threads: int | None = None, max_batch: int = 64,
+                 providers: list | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a base dependency
+            raise BackendUnavailableError("onnxruntime is not installed: pip install onnxruntime") from exc
+        from spot_edge.engines.metadata import read_onnx_info
+
+        paths = find_per_modality(source, ONNX_SUFFIXES, onnx_modality, "ONNX model")
+        infos = {m: read_onnx_info(p) for m, p in paths.items()}
+        first = next(iter(infos.values()))
+        for m, info in infos.items():
+            if info.config_fingerprint != first.config_fingerprint:
+                raise ValueError(f"the ONNX graphs were exported from different models (config fingerprints "
+                                 f"{ {k: v.config_fingerprint for k, v in infos.items()} }); export both from one checkpoint")
+            first.preprocessing.check_matches(info.preprocessing, f"{m} graph {paths[m].name}")
+        self.providers = list(providers) if providers else choose_providers(device)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.sessions = {}
+        for m, p in paths.items():
+            try:
+                self.sessions[m] = ort.InferenceSession(str(p), sess_options=options, providers=self.providers)
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise ValueError(f"onnxruntime cannot load {p}: {exc}") from exc
+        self.paths = paths
+        self.infos = infos
+        self.preprocessing = first.preprocessing
+        self.embedding_dim = first.embedding_dim
+        self.num_pose_maps = first.num_pose_maps
+        self.modalities = tuple(m for m in ("visible", "infrared") if m in paths)
+        self.max_batch = int(max_batch)
+        self.config_fingerprint = first.config_fingerprint
+        self.threads = threads
+
+    def _embed_batch(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray:
+        session = self.sessions[modality]
+        feeds = {"images": images, "heatmaps": heatmaps}
+        wanted = {i.name for i in session.get_inputs()}
+        (out,) = session.run(["embedding"], {k: v for k, v in feeds.items() if k in wanted})
+        return out
+
+    def describe(self) -> dict:
+        return {**super().describe(), "providers": self.providers, "threads": self.threads,
+                "models": {m: str(p) for m, p in self.paths.items()}}
+
+    def close(self) -> None:
+        self.sessions = {}

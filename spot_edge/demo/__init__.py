@@ -1,0 +1,1 @@
+"""The end-to-end demo on the embedded default (synthetic data, small SPOT, ONNX Runtime)."""

@@ -1,0 +1,266 @@
+"""Where the pipeline's people and pose maps come from.
+
+A :class:`PoseSource` turns a frame into the people in it (box, keypoints, score) and the 56 pose
+maps of the whole frame (18 keypoint maps + 38 PAFs, :mod:`spot_edge.pose.skeleton`) at a stride
+(frame pixels per map pixel). One full-frame pass serves every person: the crops of the maps
+are taken by :func:`spot_edge.pose.crop.crop_people`.
+
+Two implementations:
+
+- :class:`OpenPoseSource`: the OpenPose COCO network (weights file from the user), then parsing
+  (peaks + PAF grouping).
+- :class:`KeypointFileSource`: keypoints supplied by another detector, one JSON line per frame,
+  rendered into maps with :func:`spot_edge.pose.render.render_pose_maps`. Also
+  :class:`KeypointCallableSource` for a detector called in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from spot_edge.pipeline.sources import Frame
+from spot_edge.pose.skeleton import NUM_KEYPOINTS
+
+DEFAULT_STRIDE = 8
+
+
+@dataclass
+class Person:
+    """One person in a frame.
+
+    Attributes:
+        box: ``(4,)`` float32 ``(x0, y0, x1, y1)`` in frame pixels.
+        keypoints: ``(18, 3)`` float32 (x, y, confidence) in frame pixels; absent = (0, 0, 0).
+        score: detection score (OpenPose person score, or the detector's).
+    """
+
+    box: np.ndarray
+    keypoints: np.ndarray = field(default_factory=lambda: np.zeros((NUM_KEYPOINTS, 3), np.float32))
+    score: float = 1.0
+
+
+@dataclass
+class PoseResult:
+    """People of one frame and the frame's pose maps.
+
+    Attributes:
+        people: the people found.
+        maps: ``(56, h, w)`` float32 maps of the whole frame (numpy or torch), covering frame
+            pixels ``[stride * j, stride * (j + 1))`` with map pixel ``j``; ``None`` if no person.
+        stride: frame pixels per map pixel.
+    """
+
+    people: list[Person]
+    maps: object | None
+    stride: float = float(DEFAULT_STRIDE)
+
+
+@runtime_checkable
+class PoseSource(Protocol):
+    """``(frame) -> PoseResult``."""
+
+    def __call__(self, frame: Frame) -> PoseResult: ...
+
+
+def expand_keypoint_boxes(boxes: np.ndarray, margin: float, image_size: tuple[int, int]) -> np.ndarray:
+    """Grow tight keypoint boxes ``(N, 4)`` by ``margin`` of their size on each side (keypoint boxes
+    miss the top of the head and the feet), clipped to the frame."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    if len(b) == 0:
+        return b
+    w = np.maximum(b[:, 2] - b[:, 0], 1.0)
+    h = np.maximum(b[:, 3] - b[:, 1], 1.0)
+    b[:, 0] -= margin * w
+    b[:, 2] += margin * w
+    b[:, 1] -= margin * h
+    b[:, 3] += margin * h
+    hh, ww = image_size
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, ww)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, hh)
+    return b
+
+
+def people_from_keypoints(keypoints, image_size: tuple[int, int], boxes=None, scores=None,
+                          box_margin: float = 0.15, min_parts: int = 1) -> list[Person]:
+    """People from ``(P, 18, 3)`` keypoints: boxes from the keypoints (grown by ``box_margin``) unless
+    given; people with fewer than ``min_parts`` keypoints are dropped."""
+    from spot_edge.pose.parse import keypoint_boxes
+    from spot_edge.pose.render import as_keypoint_array
+
+    kp = as_keypoint_array(keypoints).astype(np.float32)
+    n = len(kp)
+    present = (kp[..., 2] > 0).sum(axis=1)
+    auto = expand_keypoint_boxes(keypoint_boxes(kp), box_margin, image_size)
+    people = []
+    for i in range(n):
+        box = auto[i] if boxes is None or boxes[i] is None else np.asarray(boxes[i], np.float32).reshape(4)
+        if present[i] < min_parts and (boxes is None or boxes[i] is None):
+            continue
+        if not (box[2] - box[0] >= 2 and box[3] - box[1] >= 2):
+            continue  # degenerate box (e.g. a single keypoint, or outside the frame)
+        score = float(scores[i]) if scores is not None and scores[i] is not None else float(
+            kp[i, :, 2][kp[i, :, 2] > 0].mean() if present[i] else 1.0)
+        people.append(Person(box=box.astype(np.float32), keypoints=kp[i], score=score))
+    return people
+
+
+def render_frame_maps(people: list[Person], image_size: tuple[int, int], stride: int = DEFAULT_STRIDE) -> np.ndarray:
+    """``(56, ceil(H/stride), ceil(W/stride))`` maps of a frame rendered from its people's keypoints.
+
+    The maps cover the frame padded to a multiple of ``stride`` (the convention of
+    :class:`spot_edge.pose.network.PoseEstimator` and :func:`spot_edge.pose.crop.crop_people`).
+    """
+    from spot_edge.pose.render import render_pose_maps
+
+    h, w = image_size
+    mh, mw = max(1, math.ceil(h / stride)), max(1, math.ceil(w / stride))
+    kp = np.stack([p.keypoints for p in people]) if people else np.zeros((0, NUM_KEYPOINTS, 3))
+    return render_pose_maps(kp, (mh * stride, mw * stride), (mh, mw))
+
+
+class OpenPoseSource:
+    """The OpenPose network on the full frame, then parsing into people.
+
+    Args:
+        estimator: a :class:`spot_edge.pose.network.PoseEstimator` (e.g. ``PoseEstimator.from_weights(path)``).
+        max_height: frames taller than this are downscaled before the network (OpenPose's usual net
+            height is 368); keypoints, boxes and the maps' stride refer to the original frame.
+        parse_config: :class:`spot_edge.pose.parse.ParseConfig` (thresholds).
+        box_margin: fraction by which keypoint boxes are grown on each side.
+        min_score: people with a lower OpenPose score are ignored.
+    """
+
+    def __init__(self, estimator, max_height: int | None = 368, parse_config=None, box_margin: float = 0.15,
+                 min_score: float = 0.0) -> None:
+        self.estimator = estimator
+        self.max_height = max_height
+        self.parse_config = parse_config
+        self.box_margin = box_margin
+        self.min_score = min_score
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str = "cpu", **kwargs) -> "OpenPoseSource":
+        from spot_edge.pose.network import PoseEstimator
+
+        if not Path(path).exists():
+            raise FileNotFoundError(
+                f"OpenPose weights not found: {path}; pass the CMU body model (body_pose_model.pth or "
+                "pose_iter_440000.caffemodel), or use keypoints from another detector (--*-keypoints)")
+        return cls(PoseEstimator.from_weights(path, device=device), **kwargs)
+
+    def __call__(self, frame: Frame) -> PoseResult:
+        import cv2
+
+        from spot_edge.pose.parse import parse_pose_maps
+
+        image = frame.image
+        h, w = image.shape[:2]
+        scale = 1.0
+        if self.max_height and h > self.max_height:
+            scale = self.max_height / h
+            image = cv2.resize(image, (max(8, round(w * scale)), self.max_height), interpolation=cv2.INTER_AREA)
+        maps = self.estimator(image)[0]  # (56, ceil(h'/8), ceil(w'/8)) tensor
+        hp, wp = maps.shape[1] * 8, maps.shape[2] * 8
+        det = parse_pose_maps(maps, image_size=(hp, wp), config=self.parse_config)
+        kp = det.keypoints.copy()
+        present = kp[..., 2] > 0
+        kp[..., :2] = np.where(present[..., None], (kp[..., :2] + 0.5) / scale - 0.5, 0.0)
+        people = [p for p in people_from_keypoints(kp, (h, w), scores=det.scores, box_margin=self.box_margin)
+                  if p.score >= self.min_score]
+        return PoseResult(people=people, maps=maps.float().cpu().numpy(), stride=8.0 / scale)
+
+
+def _parse_person(obj, where: str) -> tuple[np.ndarray, list | None, float | None]:
+    """One person of a keypoint line: spot-edge ``{"keypoints": [[x, y, c] x 18], "box", "score"}`` or
+    OpenPose JSON ``{"pose_keypoints_2d": [x0, y0, c0, ...]}`` (COCO-18)."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: each person must be an object, got {type(obj).__name__}")
+    if "keypoints" in obj:
+        kp = np.asarray(obj["keypoints"], np.float32)
+    elif "pose_keypoints_2d" in obj:
+        kp = np.asarray(obj["pose_keypoints_2d"], np.float32).reshape(-1, 3) if obj["pose_keypoints_2d"] else \
+            np.zeros((0, 3), np.float32)
+    else:
+        raise ValueError(f"{where}: a person needs 'keypoints' (18 x [x, y, confidence]) or OpenPose's "
+                         "'pose_keypoints_2d'")
+    if kp.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"{where}: expected {NUM_KEYPOINTS} keypoints of (x, y, confidence) in COCO-18 order, "
+                         f"got shape {kp.shape} (BODY_25 output: convert to COCO-18 first)")
+    box = obj.get("box")
+    if box is not None and (len(box) != 4 or not all(isinstance(v, (int, float)) for v in box)):
+        raise ValueError(f"{where}: 'box' must be [x0, y0, x1, y1]")
+    return kp, box, obj.get("score")
+
+
+class KeypointFileSource:
+    """Keypoints from another detector, read from a JSON-lines file, rendered into pose maps.
+
+    One line per frame: ``{"frame": 12, "people": [{"keypoints": [[x, y, c], ... 18], "box":
+    [x0, y0, x1, y1] (optional), "score": 0.9 (optional)}]}`` in frame pixels and COCO-18 order
+    (OpenPose's ``"pose_keypoints_2d"`` flat lists are accepted too). Frames without a line have
+    nobody. ``"frame"`` defaults to the line number.
+    """
+
+    def __init__(self, path: str | Path, stride: int = DEFAULT_STRIDE, box_margin: float = 0.15,
+                 min_parts: int = 4) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"keypoint file not found: {path}")
+        self.stride = stride
+        self.box_margin = box_margin
+        self.min_parts = min_parts
+        self.frames: dict[int, list] = {}
+        with open(self.path) as f:
+            for lineno, line in enumerate(f):
+                line = line.strip()
+                if not line:
+                    continue
+                where = f"{self.path}:{lineno + 1}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(obj, dict) or not isinstance(obj.get("people", []), list):
+                    raise ValueError(f"{where}: expected {{\"frame\": N, \"people\": [...]}}")
+                index = int(obj.get("frame", lineno))
+                self.frames[index] = [_parse_person(p, where) for p in obj.get("people", [])]
+
+    def __call__(self, frame: Frame) -> PoseResult:
+        entries = self.frames.get(frame.index, [])
+        h, w = frame.image.shape[:2]
+        if not entries:
+            return PoseResult(people=[], maps=None, stride=float(self.stride))
+        kp = np.stack([e[0] for e in entries])
+        people = people_from_keypoints(kp, (h, w), boxes=[e[1] for e in entries], scores=[e[2] for e in entries],
+                                       box_margin=self.box_margin, min_parts=self.min_parts)
+        maps = render_frame_maps(people, (h, w), self.stride) if people else None
+        return PoseResult(people=people, maps=maps, stride=float(self.stride))
+
+
+class KeypointCallableSource:
+    """Keypoints from a detector called in-process: ``detector(image_bgr) -> (P, 18, 3)`` keypoints
+    in frame pixels (COCO-18 order), rendered into maps."""
+
+    def __init__(self, detector: Callable[[np.ndarray], np.ndarray], stride: int = DEFAULT_STRIDE,
+                 box_margin: float = 0.15, min_parts: int = 4) -> None:
+        self.detector = detector
+        self.stride = stride
+        self.box_margin = box_margin
+        self.min_parts = min_parts
+
+    def __call__(self, frame: Frame) -> PoseResult:
+        h, w = frame.image.shape[:2]
+        people = people_from_keypoints(self.detector(frame.image), (h, w), box_margin=self.box_margin,
+                                       min_parts=self.min_parts)
+        maps = render_frame_maps(people, (h, w), self.stride) if people else None
+        return PoseResult(people=people, maps=maps, stride=float(self.stride))
+
+
+__all__ = ["Person", "PoseResult", "PoseSource", "OpenPoseSource", "KeypointFileSource", "KeypointCallableSource",
+           "people_from_keypoints", "render_frame_maps", "expand_keypoint_boxes"]

@@ -1,0 +1,157 @@
+"""Load OpenPose body weights into :class:`~spot_edge.pose.network.OpenPoseBody`.
+
+Accepted sources (a local file: nothing is downloaded):
+
+- ``body_pose_model.pth`` of the PyTorch port (flat keys ``conv1_1.weight`` ...), or a state dict
+  saved from the port's module itself (keys ``model0.conv1_1.weight``, ``model6_2.Mconv7_stage6_L2.bias``,
+  prefixes are stripped), or from ``nn.DataParallel`` (``module.``);
+- the CMU Caffe model ``pose_iter_440000.caffemodel`` (converted on the fly, see
+  :mod:`spot_edge.pose.caffe`);
+- ``.safetensors`` with the flat keys (what ``spot-edge pose convert-caffe`` writes by default);
+- an in-memory ``dict`` of tensors.
+
+A file of another architecture (BODY_25, MPI, a hand model, a classifier) fails with an error that
+names the missing and unexpected keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from spot_edge.pose.network import OpenPoseBody
+
+_PORT_PREFIX = re.compile(r"^model\d+(_\d+)?\.")
+_STAGE_OF_KEY = re.compile(r"(?:_stage(\d+)_|conv5_\d_CPM_)")
+
+
+class PoseWeightsError(ValueError):
+    """The weights do not fit the OpenPose COCO body network."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pose_weights` did."""
+
+    source: str
+    loaded: int
+    skipped_later_stages: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        s = f"loaded {self.loaded} tensors from {self.source}"
+        if self.skipped_later_stages:
+            s += f" (ignored {len(self.skipped_later_stages)} tensors of stages beyond the model's last)"
+        return s
+
+
+def read_pose_state_dict(source) -> "OrderedDict[str, torch.Tensor]":
+    """Read weights from a path (``.pth``/``.pt``, ``.caffemodel``, ``.safetensors``) or a dict."""
+    if isinstance(source, dict):
+        return OrderedDict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pose weights not found: {path}. OpenPose weights cannot be downloaded here: pass a local "
+            "body_pose_model.pth (PyTorch port) or pose_iter_440000.caffemodel (CMU)")
+    suffix = path.suffix.lower()
+    if suffix == ".caffemodel":
+        from spot_edge.pose.caffe import caffemodel_to_state_dict
+
+        return caffemodel_to_state_dict(path)
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return OrderedDict(load_file(str(path)))
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PoseWeightsError(f"cannot read {path} as a PyTorch state dict ({exc})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PoseWeightsError(f"{path} does not hold a state dict of tensors (got {type(obj).__name__})")
+    return OrderedDict(obj)
+
+
+def normalize_keys(state_dict) -> "OrderedDict[str, torch.Tensor]":
+    """Map the port module's / DataParallel keys onto the flat Caffe layer names."""
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        k = _PORT_PREFIX.sub("", k)
+        out[k] = value
+    return out
+
+
+def _stage_of(key: str) -> int:
+    m = _STAGE_OF_KEY.search(key)
+    if m is None:
+        return 0
+    return int(m.group(1)) if m.group(1) else 1
+
+
+def _summarise(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_pose_weights(model: OpenPoseBody, source, strict: bool = True) -> LoadReport:
+    """Fill ``model`` from ``source`` and mark it ``weights_loaded``.
+
+    Weights of stages beyond ``model.config.num_stages`` (loading the 6-stage file into the lite
+    model) are ignored and reported. Any other missing key, unexpected key or shape mismatch
+    raises :class:`PoseWeightsError` naming them (with ``strict=False`` only missing keys are
+    tolerated, and the model is still marked loaded).
+    """
+    name = source if not isinstance(source, dict) else "<state dict>"
+    sd = normalize_keys(read_pose_state_dict(source))
+    expected = model.state_dict()
+    n_stages = model.config.num_stages
+    later = [k for k in sd if k not in expected and _stage_of(k) > n_stages
+             and _STAGE_OF_KEY.search(k) is not None]
+    unexpected = [k for k in sd if k not in expected and k not in later]
+    missing = [k for k in expected if k not in sd]
+    mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in expected if k in sd and sd[k].shape != expected[k].shape]
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
+    if missing and strict:
+        problems.append(f"missing keys ({len(missing)}): {_summarise(missing)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {_summarise(mismatched, 4)}")
+    if problems:
+        raise PoseWeightsError(
+            f"{name} does not match the OpenPose COCO body network ({model.config.name}, "
+            f"{n_stages} stages): " + "; ".join(problems)
+            + ". Expected the COCO 18-keypoint model (pose_iter_440000.caffemodel or the PyTorch port's "
+            "body_pose_model.pth); BODY_25, MPI and hand models have other layers.")
+    to_load = {k: v.to(expected[k].dtype) for k, v in sd.items() if k in expected}
+    model.load_state_dict(to_load, strict=strict)
+    model.weights_loaded = True
+    model.weights_source = str(name)
+    return LoadReport(source=str(name), loaded=len(to_load), skipped_later_stages=later)
+
+
+def save_pose_weights(state_dict, path) -> Path:
+    """Write flat-key weights as ``.safetensors`` or ``.pth`` (by suffix)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in normalize_keys(state_dict).items())
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(dict(sd), str(path))
+    elif path.suffix.lower() in (".pth", ".pt"):
+        torch.save(sd, str(path))
+    else:
+        raise ValueError(f"unknown weight file type {path.suffix!r}: use .safetensors or .pth")
+    return path
+
+
+__all__ = ["PoseWeightsError", "LoadReport", "read_pose_state_dict", "normalize_keys", "load_pose_weights",
+           "save_pose_weights"]

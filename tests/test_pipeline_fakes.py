@@ -1,0 +1,189 @@
+"""Small fakes for the pipeline tests: generated videos with keypoints, a fake embedder, fake cameras.
+
+Imported by ``test_pipeline*.py`` (and by the SIGINT test's subprocess); its own test checks the fakes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from spot_edge.pose.skeleton import LIMBS
+from spot_edge.pose.synthetic import standing_people
+from spot_edge.preprocessing import PreprocessSpec
+
+# Two people: bright and dim (luminance is what the fake embedder "recognises", in both modalities).
+PEOPLE_BGR = {"alice": (235, 235, 235), "bob": (200, 110, 40)}
+
+
+def _luminance(bgr) -> float:
+    b, g, r = bgr
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def draw_person(image: np.ndarray, keypoints: np.ndarray, colour, height: float) -> None:
+    thick = max(2, int(height / 7))
+    for a, b in LIMBS:
+        pa, pb = keypoints[a, :2], keypoints[b, :2]
+        cv2.line(image, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), colour, thick)
+    neck, hips = keypoints[1, :2], (keypoints[8, :2] + keypoints[11, :2]) / 2
+    cv2.line(image, (int(neck[0]), int(neck[1])), (int(hips[0]), int(hips[1])), colour, int(thick * 2.5))
+
+
+def write_test_video(path: Path, modality: str, frames: int = 16, size=(120, 160), fps: float = 10.0,
+                     people=("alice", "bob")) -> Path:
+    """A small MJPG video of ``people`` walking across, plus ``<path>.keypoints.jsonl``.
+
+    Returns the keypoints file path. Infrared frames are grey (luminance of the visible colours).
+    """
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    kp_path = Path(str(path) + ".keypoints.jsonl")
+    height = 0.75 * h
+    with open(kp_path, "w") as kf:
+        for t in range(frames):
+            image = np.full((h, w, 3), 30, np.uint8)
+            xs = [w * (0.25 + 0.01 * t), w * (0.75 - 0.01 * t)][:len(people)]
+            kps = standing_people(xs, [0.1 * h] * len(people), [height] * len(people))
+            lines = []
+            for name, kp in zip(people, kps):
+                colour = PEOPLE_BGR[name]
+                if modality == "infrared":
+                    colour = (int(_luminance(colour)),) * 3
+                draw_person(image, kp, colour, height)
+                lines.append({"keypoints": kp.round(2).tolist(), "name": name})
+            writer.write(image)
+            kf.write(json.dumps({"frame": t, "people": lines}) + "\n")
+    writer.release()
+    return kp_path
+
+
+class FakeEmbedder:
+    """Embeds a crop by the luminance of its torso (a stand-in for SPOT).
+
+    Each call sleeps ``delay + delay_per_crop * batch`` seconds (a slow backend)."""
+
+    embedding_dim = 8
+
+    def __init__(self, delay: float = 0.0, delay_per_crop: float = 0.0) -> None:
+        self.preprocessing = PreprocessSpec(height=64, width=32)
+        self.delay = delay
+        self.delay_per_crop = delay_per_crop
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+        self.modalities: list[str] = []
+
+    def embed(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray:
+        hs, ws = self.preprocessing.heatmap_size
+        assert images.dtype == np.float32 and images.shape[1:] == (3, 64, 32), images.shape
+        assert heatmaps.shape == (len(images), 56, hs, ws), heatmaps.shape
+        self.calls += 1
+        self.batch_sizes.append(len(images))
+        self.modalities.append(modality)
+        if self.delay or self.delay_per_crop:
+            time.sleep(self.delay + self.delay_per_crop * len(images))
+        mean = np.asarray(self.preprocessing.mean, np.float32)[None, :, None, None]
+        std = np.asarray(self.preprocessing.std, np.float32)[None, :, None, None]
+        rgb = images * std + mean
+        lum = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]  # (B, H, W)
+        torso = lum[:, 20:38, 13:19].mean(axis=(1, 2))
+        f = np.asarray([0.5, 1.0, 1.5, 2.0])
+        e = np.concatenate([np.cos(2 * np.pi * torso[:, None] * f), np.sin(2 * np.pi * torso[:, None] * f)], axis=1)
+        return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+
+class FakeCamera:
+    """A live source: frames from a list, with scripted failures.
+
+    ``fail_at``: frame numbers at which ``read`` fails (returns None, or raises with
+    ``raise_on_fail``); ``open_failures``: how many reopen attempts fail after each read failure.
+    ``fps``: frames are delivered no faster than this. After the last frame, reads keep failing
+    and reopening fails (a camera that went away) unless ``loop``.
+    """
+
+    live = True
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 200.0, fail_at=(), open_failures: int = 0,
+                 raise_on_fail: bool = False, loop: bool = False) -> None:
+        self.frames = frames
+        self.fps = fps
+        self.fail_at = set(fail_at)
+        self.open_failures = open_failures
+        self.raise_on_fail = raise_on_fail
+        self.loop = loop
+        self.description = "fake camera"
+        self.position = 0
+        self.opened = False
+        self.open_calls = 0
+        self._pending_open_failures = 0
+        self._last = 0.0
+        self.delivered = 0
+        self.lock = threading.Lock()
+
+    def open(self) -> None:
+        from spot_edge.pipeline.sources import SourceError
+
+        self.open_calls += 1
+        if self._pending_open_failures > 0:
+            self._pending_open_failures -= 1
+            raise SourceError("fake camera: device busy")
+        if self.position >= len(self.frames) and not self.loop:
+            raise SourceError("fake camera: gone")
+        self.opened = True
+
+    def read(self):
+        if not self.opened:
+            raise RuntimeError("read before open")
+        if self.position in self.fail_at:
+            self.fail_at.discard(self.position)
+            self._pending_open_failures = self.open_failures
+            self.opened = False
+            if self.raise_on_fail:
+                raise OSError("fake camera: USB disconnected")
+            return None
+        if self.position >= len(self.frames):
+            if not self.loop:
+                self.opened = False
+                return None
+            self.position = 0
+        wait = self._last + 1.0 / self.fps - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        self._last = time.perf_counter()
+        frame = self.frames[self.position]
+        self.position += 1
+        self.delivered += 1
+        return frame
+
+    def close(self) -> None:
+        self.opened = False
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+def test_fakes_generate_and_embed(tmp_path):
+    kp_path = write_test_video(tmp_path / "v.avi", "visible", frames=3)
+    frames = read_video(tmp_path / "v.avi")
+    assert len(frames) == 3 and frames[0].shape == (120, 160, 3)
+    lines = [json.loads(line) for line in kp_path.read_text().splitlines()]
+    assert len(lines) == 3 and len(lines[0]["people"]) == 2
+    emb = FakeEmbedder()
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 32)).astype(np.float32)
+    e = emb.embed(x, np.zeros((2, 56, 8, 4), np.float32), "visible")
+    assert e.shape == (2, 8) and np.allclose(np.linalg.norm(e, axis=1), 1)

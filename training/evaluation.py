@@ -1,0 +1,189 @@
+"""Evaluation runners: SYSU-MM01 all/indoor over 10 trials, RegDB both directions over 10 splits.
+
+An *embedding function* ``embed(paths, modality) -> (N, D)`` numpy array maps images to
+retrieval embeddings through the modality path given ("visible" or "infrared"; RegDB's thermal
+images go through the infrared path). :class:`ModelEmbedder` builds one from a SPOT model,
+:func:`checkpoint_embedder` from a checkpoint file, failing loudly when it is missing (a run
+that silently evaluated untrained weights is the classic RegDB mistake).
+
+Results are fractions; :func:`format_table` prints percentages like the paper's tables
+(R-1, R-10, R-20, mAP, mINP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from spot_edge.metrics import cosine_distance, evaluate
+from spot_edge.training.datasets import regdb_test, sysu_gallery, sysu_query
+
+__all__ = [
+    "EmbedFn",
+    "ModelEmbedder",
+    "checkpoint_embedder",
+    "evaluate_sysu",
+    "evaluate_regdb",
+    "format_table",
+    "save_results",
+    "REGDB_DIRECTIONS",
+]
+
+EmbedFn = Callable[[Sequence[str], str], np.ndarray]
+REGDB_DIRECTIONS = ("visible-to-thermal", "thermal-to-visible")
+_RANKS = (1, 5, 10, 20)
+
+
+class ModelEmbedder:
+    """Embeddings of a SPOT model, memoised per ``(path, modality)``.
+
+    Args:
+        model: a :class:`spot_edge.model.SPOT` (put in eval mode here).
+        heatmap_cache: a :class:`~spot_edge.training.heatmap_cache.HeatmapCache` covering the
+            test images; required when the configuration reads pose maps.
+        batch_size: images per forward pass.
+        device: torch device of the model.
+        flip: also embed the mirrored image (and mirrored maps) and average (off in the protocol).
+    """
+
+    def __init__(self, model, heatmap_cache=None, batch_size: int = 64, device: str | None = None,
+                 flip: bool = False) -> None:
+        import torch
+
+        self.model = model
+        self.cache = heatmap_cache
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.flip = flip
+        self.spec = model.config.preprocessing
+        self.needs_maps = model.config.needs_pose_maps
+        if self.needs_maps and heatmap_cache is None:
+            raise ValueError("this model configuration reads pose maps: pass a heatmap cache covering the test images")
+        self._memo: dict[tuple[str, str], np.ndarray] = {}
+
+    def __call__(self, paths: Sequence[str], modality: str) -> np.ndarray:
+        todo = [p for p in dict.fromkeys(paths) if (p, modality) not in self._memo]
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            for p, f in zip(chunk, self._embed(chunk, modality)):
+                self._memo[(p, modality)] = f
+        if not paths:
+            return np.zeros((0, self.model.embedding_dim), np.float32)
+        return np.stack([self._memo[(p, modality)] for p in paths])
+
+    def _embed(self, paths: Sequence[str], modality: str) -> np.ndarray:
+        import torch
+
+        from spot_edge.pose.skeleton import flip_pose_maps
+        from spot_edge.training.data import read_image
+
+        images = torch.from_numpy(self.spec.batch([read_image(p) for p in paths])).to(self.device)
+        maps = None
+        if self.needs_maps:
+            maps = torch.from_numpy(self.cache.get_batch(paths)).to(self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(images, maps, modality)
+                if self.flip:
+                    out = out + self.model(images.flip(-1), flip_pose_maps(maps) if maps is not None else None, modality)
+                    out = torch.nn.functional.normalize(out, dim=1)
+        finally:
+            self.model.train(was_training)
+        return out.float().cpu().numpy()
+
+
+def checkpoint_embedder(checkpoint: str | os.PathLike, heatmap_cache=None, device: str = "cpu",
+                        batch_size: int = 64) -> ModelEmbedder:
+    """A :class:`ModelEmbedder` of a saved model; ``FileNotFoundError`` when the file is missing."""
+    from spot_edge.model import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; refusing to evaluate an untrained model")
+    model = load_checkpoint(path, map_location=device)
+    return ModelEmbedder(model, heatmap_cache, batch_size=batch_size, device=device)
+
+
+def _summarise(per_trial: list[dict[str, Any]], max_rank: int) -> dict[str, Any]:
+    cmc = np.mean([r["cmc"] for r in per_trial], axis=0)
+    out: dict[str, Any] = {f"R-{k}": float(cmc[k - 1]) for k in _RANKS if k <= max_rank}
+    out.update({
+        "mAP": float(np.mean([r["mAP"] for r in per_trial])),
+        "mINP": float(np.mean([r["mINP"] for r in per_trial])),
+        "cmc": [float(c) for c in cmc],
+        "trials": [{"cmc": [float(c) for c in r["cmc"]], "mAP": r["mAP"], "mINP": r["mINP"],
+                    "num_valid_queries": r["num_valid_queries"]} for r in per_trial],
+    })
+    return out
+
+
+def evaluate_sysu(embed: EmbedFn, root: str | os.PathLike, mode: str = "all", trials: Iterable[int] = range(10),
+                  max_rank: int = 20) -> dict[str, Any]:
+    """SYSU-MM01 infrared-to-visible single-shot evaluation, mean over ``trials``.
+
+    Query features are computed once; each trial draws its gallery with ``random.seed(t)``.
+    """
+    query = sysu_query(root, mode)
+    q_feat = embed(query.paths, "infrared")
+    per_trial = []
+    trials = list(trials)
+    if not trials:
+        raise ValueError("no trials to evaluate")
+    for t in trials:
+        gallery = sysu_gallery(root, mode, t)
+        g_feat = embed(gallery.paths, "visible")
+        per_trial.append(evaluate(cosine_distance(q_feat, g_feat), query.pids, gallery.pids, query.cams,
+                                  gallery.cams, protocol="sysu", max_rank=max_rank))
+    out = _summarise(per_trial, max_rank)
+    out.update({"dataset": "sysu", "mode": mode, "num_query": len(query.paths), "trial_ids": trials})
+    return out
+
+
+def evaluate_regdb(embed_for_split: Callable[[int], EmbedFn], root: str | os.PathLike,
+                   splits: Iterable[int] = range(1, 11), directions: Sequence[str] = REGDB_DIRECTIONS,
+                   max_rank: int = 20) -> dict[str, dict[str, Any]]:
+    """RegDB over ``splits``: for each split, ``embed_for_split(split)`` (the model trained on
+    that split; it must raise when its checkpoint is missing) embeds both test lists.
+
+    Returns ``{direction: summary}``, means over the splits.
+    """
+    per_direction: dict[str, list[dict[str, Any]]] = {d: [] for d in directions}
+    splits = list(splits)
+    for split in splits:
+        embed = embed_for_split(split)
+        for direction in directions:
+            query, gallery = regdb_test(root, split, direction)
+            q_mod, g_mod = ("visible", "infrared") if direction == "visible-to-thermal" else ("infrared", "visible")
+            dist = cosine_distance(embed(query.paths, q_mod), embed(gallery.paths, g_mod))
+            per_direction[direction].append(evaluate(dist, query.pids, gallery.pids, protocol="regdb", max_rank=max_rank))
+    out = {}
+    for direction, rows in per_direction.items():
+        out[direction] = _summarise(rows, max_rank)
+        out[direction].update({"dataset": "regdb", "direction": direction, "splits": splits})
+    return out
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """Plain-text table (percentages) of ``{row label: summary}``."""
+    cols = ("R-1", "R-10", "R-20", "mAP", "mINP")
+    width = max([len(k) for k in results] + [10])
+    lines = [f"{'':{width}}  " + "  ".join(f"{c:>6}" for c in cols)]
+    for label, r in results.items():
+        cells = [f"{100 * r[c]:6.2f}" if c in r else f"{'-':>6}" for c in cols]
+        lines.append(f"{label:{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def save_results(results: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write results as JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
