@@ -1,4 +1,5 @@
-"""Gallery search latency for 10^3 .. 10^5 (10^6 with --large) entries: exact numpy, and faiss if installed.
+"""Gallery search latency for 10^3 .. 10^5 (10^6 with --large) entries: exact numpy, and faiss if installed
+(exact flat index; approximate HNSW with --hnsw, with its recall against the exact search).
 
 Each query is one person crop's embedding searched against one modality's entries (top-k cosine),
 as the pipeline does per batch. Reported: median / p90 / p99 milliseconds per search call for a
@@ -30,35 +31,44 @@ def _gallery(n: int, dim: int, rng: np.random.Generator):
     return g
 
 
-def bench(sizes, dim: int = 256, queries: int = 8, k: int = 5, repeats: int = 20, seed: int = 0) -> list[dict]:
+def bench(sizes, dim: int = 256, queries: int = 8, k: int = 5, repeats: int = 20, seed: int = 0,
+          hnsw: bool = False) -> list[dict]:
     from spot_edge.gallery import faiss_available
 
     rng = np.random.default_rng(seed)
-    backends = ["numpy"] + (["faiss"] if faiss_available() else [])
+    backends = ["numpy"] + (["faiss"] if faiss_available() else []) + (["hnsw"] if hnsw and faiss_available() else [])
     rows = []
     for n in sizes:
         t0 = time.perf_counter()
         g = _gallery(n, dim, rng)
         build_s = time.perf_counter() - t0
         q = rng.standard_normal((queries, dim), dtype=np.float32)
+        exact = None
         for backend in backends:
+            g.faiss_index = "hnsw" if backend == "hnsw" else "flat"
+            g._faiss_cache.clear()
+            search_backend = "numpy" if backend == "numpy" else "faiss"
             t1 = time.perf_counter()
-            g.search(q, "infrared", k=k, backend=backend)  # warm-up (faiss builds its index here)
+            found = g.search(q, "infrared", k=k, backend=search_backend)  # warm-up (faiss builds its index here)
             first_ms = (time.perf_counter() - t1) * 1e3
+            ids = [[m.entry.entry_id for m in r] for r in found]
+            exact = exact if exact is not None else ids
+            recall = float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(ids, exact)]))
             times = []
             for _ in range(repeats):
                 t1 = time.perf_counter()
-                g.search(q, "infrared", k=k, backend=backend)
+                g.search(q, "infrared", k=k, backend=search_backend)
                 times.append(time.perf_counter() - t1)
             ms = np.asarray(times) * 1e3
             row = {"entries": n, "dim": dim, "queries": queries, "k": k, "backend": backend,
                    "p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
                    "p99_ms": float(np.percentile(ms, 99)), "first_call_ms": first_ms,
-                   "per_query_ms": float(np.median(ms)) / queries, "gallery_build_s": build_s}
+                   "per_query_ms": float(np.median(ms)) / queries, "gallery_build_s": build_s,
+                   "recall_at_k": recall}
             rows.append(row)
             print(f"{n:>9,d} entries  {backend:<6}  p50 {row['p50_ms']:9.3f} ms  p90 {row['p90_ms']:9.3f}  "
                   f"p99 {row['p99_ms']:9.3f}  ({row['per_query_ms']:.3f} ms/query, first call "
-                  f"{first_ms:.1f} ms)", flush=True)
+                  f"{first_ms:.1f} ms, recall@{k} {recall:.3f})", flush=True)
         del g
     return rows
 
@@ -71,6 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=8, help="queries per search call")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--hnsw", action="store_true", help="also faiss HNSW (approximate; slow to build)")
     parser.add_argument("--threads", type=int, default=None, help="limit numpy/faiss threads (e.g. 2)")
     parser.add_argument("--json", dest="json_out", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -88,7 +99,7 @@ def main(argv=None) -> int:
         except ImportError:
             pass
     sizes = args.sizes or ([10**3, 10**4, 10**5] + ([10**6] if args.large else []))
-    rows = bench(sizes, args.dim, args.queries, args.k, args.repeats)
+    rows = bench(sizes, args.dim, args.queries, args.k, args.repeats, hnsw=args.hnsw)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=2)

@@ -41,13 +41,15 @@ def bench(
     batch: List[int] = typer.Option([1, 8], "--batch", "-b", help="Batch size; repeat for several."),
     iters: int = typer.Option(50, help="Timed iterations per measurement."),
     warmup: int = typer.Option(5, help="Untimed warm-up iterations before each measurement."),
-    backend: List[str] = typer.Option(["pytorch"], "--backend", help="pytorch, onnxruntime or tensorrt; repeat for "
-                                      "several (onnxruntime/tensorrt go through spot_edge.backends)."),
+    backend: List[str] = typer.Option(["pytorch"], "--backend", help="pytorch, pytorch-embedder, onnxruntime or tensorrt; repeat for "
+                                      "several (all but pytorch go through spot_edge.backends)."),
     precision: List[str] = typer.Option(["fp32"], "--precision", help="fp32 or fp16 (PyTorch fp16 needs CUDA); "
                                         "repeat for several."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     cuda_graphs: bool = typer.Option(True, "--cuda-graphs/--no-cuda-graphs", help="Replay a CUDA graph of the "
                                      "PyTorch forward (CUDA only)."),
+    kernels: str = typer.Option("auto", help="SPOT's fused kernels for the PyTorch backend: auto, reference, "
+                                "triton or cuda."),
     modality: str = typer.Option("infrared", help="visible or infrared: the stem the crops go through."),
     stage: List[str] = typer.Option([], "--stage", help="Stages to time (default: preprocess, embed, search, "
                                     "end_to_end; 'pose' needs --pose-weights or --pose-random)."),
@@ -78,7 +80,7 @@ def bench(
     with friendly_errors():
         settings = BenchSettings(
             batch_sizes=tuple(batch), iters=iters, warmup=warmup, backends=tuple(backend),
-            precisions=tuple(precision), device=device, cuda_graphs=cuda_graphs, modality=modality,
+            precisions=tuple(precision), device=device, cuda_graphs=cuda_graphs, kernels=kernels, modality=modality,
             stages=tuple(stage) if stage else DEFAULT_STAGES + (("pose",) if (pose_weights or pose_random) else ()),
             gallery_size=gallery_size, top_k=top_k, source=str(source) if source else None,
             pose_weights=str(pose_weights) if pose_weights else None, pose_random=pose_random,

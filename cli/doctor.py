@@ -42,6 +42,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full re
     lines.add_row("embedding backend", str(emb["backend"]), emb["reason"])
     if defaults.get("onnxruntime_providers"):
         lines.add_row("ONNX Runtime providers", ", ".join(defaults["onnxruntime_providers"]), "in order of preference")
+    labels = {"tensorrt_engine": "a TensorRT engine", "onnx_model": "an ONNX model",
+              "checkpoint_or_model": "a checkpoint"}
+    for kind, choice in defaults.get("embedder_by_source", {}).items():
+        lines.add_row(f"  for {labels.get(kind, kind)}", choice, "create_embedder(source) picks it")
     lines.add_row("kernel backend", defaults["kernels"]["backend"], defaults["kernels"]["reason"])
     lines.add_row("pose network", defaults["pose"]["device"], "")
     lines.add_row("gallery search", defaults["gallery_search"]["backend"], defaults["gallery_search"]["reason"])

@@ -153,7 +153,7 @@ def _status_table(pipe, started: float) -> Table:
         table.add_column(col, justify="left" if col in ("source", "status") else "right")
     for inp in pipe.inputs:
         c = pipe.counters.get(inp.name)
-        table.add_row(f"{inp.name} ({inp.modality})", c.status, str(c.frames_read), str(c.frames_processed),
+        table.add_row(inp.name if inp.name == inp.modality else f"{inp.name} ({inp.modality})", c.status, str(c.frames_read), str(c.frames_processed),
                       str(c.frames_dropped), str(c.people), str(c.matches), str(c.reconnects))
     return table
 
@@ -265,6 +265,7 @@ def run(
                     done.set()
                     t.join()
                     live.update(_status_table(pipe, started), refresh=True)
+            console.print()
         if as_json:
             print_json(summary.to_dict())
         else:

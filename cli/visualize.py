@@ -231,6 +231,7 @@ def tsne(
     synthetic: int = typer.Option(10, "--synthetic", help="Synthetic identities to embed."),
     per_modality: int = typer.Option(2, help="Images per identity and modality."),
     perplexity: Optional[float] = typer.Option(None, help="t-SNE perplexity (default min(30, (N-1)/3))."),
+    iterations: int = typer.Option(1000, help="t-SNE optimisation steps (at least 250)."),
     out: Path = typer.Option(Path("tsne.png"), "--out", "-o", help="Output PNG."),
 ) -> None:
     """t-SNE of embeddings, colour = identity, marker = modality (like the paper's Fig. 9).
@@ -255,7 +256,7 @@ def tsne(
                 emb = _embed(model, crops, maps, mods)
             title = "t-SNE of synthetic people"
         with console.status("t-SNE"):
-            _done(plot_tsne(emb, ids, mods, out, title=title, perplexity=perplexity))
+            _done(plot_tsne(emb, ids, mods, out, title=title, perplexity=perplexity, max_iter=iterations))
 
 
 @app.command("retrieval")

@@ -157,9 +157,8 @@ def _stream(t: Tensor) -> ctypes.c_void_p:
 
 # --------------------------------------------------------------------------- operators
 
-@torch.library.custom_op("spot_edge::structure_attention", mutates_args=(), device_types="cuda")
-def structure_attention_op(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
-    """``(B, N, Dk), (B, N, Dk), (B, N, Dv) -> (B, N, Dv)``: softmax(scale q k^T) v (CUDA library)."""
+def launch_structure_attention(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """Run the library kernel (no autograd, no dispatcher): shapes as the reference."""
     lib = library()
     batch, nodes, key_dim = q.shape
     value_dim = v.shape[-1]
@@ -173,6 +172,12 @@ def structure_attention_op(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Ten
             float(scale), _DTYPE_CODES[v.dtype], _stream(v))
     _check_status(status, "structure attention")
     return out
+
+
+@torch.library.custom_op("spot_edge::structure_attention", mutates_args=(), device_types="cuda")
+def structure_attention_op(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """``(B, N, Dk), (B, N, Dk), (B, N, Dv) -> (B, N, Dv)``: softmax(scale q k^T) v (CUDA library)."""
+    return launch_structure_attention(q, k, v, scale)
 
 
 @structure_attention_op.register_fake
@@ -196,9 +201,8 @@ structure_attention_op.register_autograd(_structure_attention_grad,
                                          setup_context=_structure_attention_setup)
 
 
-@torch.library.custom_op("spot_edge::part_pool", mutates_args=(), device_types="cuda")
-def part_pool_op(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
-    """``(B, P, H, W), (B, C, H, W) -> (B, P, C)``: node-level part pooling (CUDA library)."""
+def launch_part_pool(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
+    """Run the library kernel (no autograd, no dispatcher): shapes as the reference."""
     lib = library()
     batch, parts, h, w = part_maps.shape
     channels = features.shape[1]
@@ -214,6 +218,12 @@ def part_pool_op(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
             _DTYPE_CODES[features.dtype], _stream(features))
     _check_status(status, "part pooling")
     return out
+
+
+@torch.library.custom_op("spot_edge::part_pool", mutates_args=(), device_types="cuda")
+def part_pool_op(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
+    """``(B, P, H, W), (B, C, H, W) -> (B, P, C)``: node-level part pooling (CUDA library)."""
+    return launch_part_pool(part_maps, features, eps)
 
 
 @part_pool_op.register_fake
@@ -236,11 +246,23 @@ def _part_pool_grad(ctx, grad_out: Tensor):
 part_pool_op.register_autograd(_part_pool_grad, setup_context=_part_pool_setup)
 
 
+def _needs_graph(*tensors: Tensor) -> bool:
+    """Autograd or a tracer needs the registered operator; plain inference can skip the
+    dispatcher (saves its per-call overhead, which matters at B = 1)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def fused_structure_attention_cuda(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0) -> Tensor:
     """Differentiable CUDA-library fused structure attention (shapes as the reference)."""
-    return structure_attention_op(q, k, v, float(scale))
+    if _needs_graph(q, k, v):
+        return structure_attention_op(q, k, v, float(scale))
+    return launch_structure_attention(q, k, v, float(scale))
 
 
 def part_pool_cuda(part_maps: Tensor, features: Tensor, eps: float = 1e-6) -> Tensor:
     """Differentiable CUDA-library part pooling (shapes as the reference)."""
-    return part_pool_op(part_maps, features, float(eps))
+    if _needs_graph(part_maps, features):
+        return part_pool_op(part_maps, features, float(eps))
+    return launch_part_pool(part_maps, features, float(eps))

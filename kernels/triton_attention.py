@@ -155,4 +155,6 @@ class TritonStructureAttention(torch.autograd.Function):
 
 def fused_structure_attention_triton(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0) -> Tensor:
     """Differentiable Triton fused structure attention (shapes as the reference)."""
-    return TritonStructureAttention.apply(q, k, v, float(scale))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return TritonStructureAttention.apply(q, k, v, float(scale))
+    return structure_attention_forward(q, k, v, float(scale))    # inference: no autograd.Function

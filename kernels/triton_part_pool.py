@@ -123,4 +123,6 @@ class TritonPartPool(torch.autograd.Function):
 
 def part_pool_triton(part_maps: Tensor, features: Tensor, eps: float = 1e-6) -> Tensor:
     """Differentiable Triton part pooling (shapes as the reference)."""
-    return TritonPartPool.apply(part_maps, features, float(eps))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (part_maps, features)):
+        return TritonPartPool.apply(part_maps, features, float(eps))
+    return part_pool_forward(part_maps, features, float(eps))    # inference: no autograd.Function

@@ -18,9 +18,12 @@ synchronisation between calls), so it includes the overlap a real pipeline gets.
 
 The PyTorch backend is timed through :class:`TorchRunner` (eager, or replaying a CUDA graph of
 the whole forward with static input buffers: ``model.validate_inputs = False``, warm-up on a
-side stream, one graph per batch size). Other backends (``onnxruntime``, ``tensorrt``) come from
-``spot_edge.backends.create_embedder`` when that module is installed; their ``embed`` takes host
-``float32`` arrays, so their figures include the host-device copies.
+side stream, one graph per batch size), with its inputs already on the device: it measures the
+network. The other backends come from ``spot_edge.backends.create_embedder``:
+``pytorch-embedder`` (the same model through the backends' ``TorchEmbedder``), ``onnxruntime``
+(an ONNX export of the model, or ``source``) and ``tensorrt`` (an engine given as ``source``).
+Their ``embed`` takes and returns host ``float32`` arrays, so their figures include the
+host-device copies, as a pipeline sees them.
 
 Targets (datacenter GPU, PyTorch CUDA FP16 + CUDA graphs, 288x144 crops): under 2 ms at batch 1
 and over 10,000 crops/s at batch 64. :func:`check_targets` reports them when they apply.
@@ -46,7 +49,7 @@ from spot_edge import __version__
 
 STAGES = ("preprocess", "pose", "embed", "search", "end_to_end")
 DEFAULT_STAGES = ("preprocess", "embed", "search", "end_to_end")
-BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
+BACKENDS = ("pytorch", "pytorch-embedder", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 REPORT_FORMAT = "spot-edge/bench-v1"
 
@@ -74,6 +77,8 @@ class BenchSettings:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         cuda_graphs: replay a captured CUDA graph for the PyTorch backend on CUDA.
         channels_last: NHWC memory format for the PyTorch backend on CUDA (faster convolutions).
+        kernels: implementation of SPOT's fused kernels for the PyTorch backend (``"auto"``,
+            ``"reference"``, ``"triton"``, ``"cuda"``; see :mod:`spot_edge.kernels`).
         modality: the stem the crops go through (and the query side of the search).
         gallery_size, top_k: the search stage.
         stages: among :data:`STAGES`; ``"pose"`` also needs ``pose_weights`` or ``pose_random``.
@@ -94,6 +99,7 @@ class BenchSettings:
     device: str = "auto"
     cuda_graphs: bool = True
     channels_last: bool = True
+    kernels: str = "auto"
     modality: str = "infrared"
     gallery_size: int = 1000
     top_k: int = 5
@@ -126,6 +132,8 @@ class BenchSettings:
             problems.append(f"modality must be 'visible' or 'infrared', got {self.modality!r}")
         if self.gallery_size < 1 or self.top_k < 1:
             problems.append("gallery_size and top_k must be >= 1")
+        if self.kernels not in ("auto", "reference", "triton", "cuda"):
+            problems.append(f"kernels must be auto, reference, triton or cuda, got {self.kernels!r}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads must be >= 1, got {self.threads}")
         if problems:
@@ -329,25 +337,43 @@ class _ExternalRunner:
         images = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
         if isinstance(heatmaps, torch.Tensor):
             heatmaps = heatmaps.cpu().numpy()
-        return self.embedder.embed(images, heatmaps if self.needs_maps else None, self.modality)
+        return self.embedder.embed(images, heatmaps, self.modality)
 
 
 def _external_runner(backend: str, model, settings: BenchSettings, device: torch.device, precision: str,
                      workdir: Path) -> _ExternalRunner:
+    """An Embedder from ``spot_edge.backends.create_embedder`` for ``backend``:
+
+    - ``pytorch-embedder``: the in-memory model through the backends' ``TorchEmbedder`` (fp16 and
+      CUDA graphs as asked; host arrays in and out, as the pipeline uses it);
+    - ``onnxruntime``: ``settings.source`` or an ONNX export of the model for the modality (fp32);
+    - ``tensorrt``: ``settings.source`` (an engine; its precision was fixed when it was built).
+    """
     create_embedder = embedder_factory()
     if create_embedder is None:
         raise BenchmarkError(f"backend {backend!r} needs spot_edge.backends (create_embedder), which is not installed")
+    options: dict[str, Any] = {"max_batch": max(settings.batch_sizes)}
     source = settings.source
-    if source is None:
-        if backend != "onnxruntime":
-            raise BenchmarkError(f"backend {backend!r} needs --source (a TensorRT engine file)")
-        from spot_edge.engines import export_onnx
+    if backend == "pytorch-embedder":
+        source, name = model, "pytorch"
+        options.update(fp16=precision == "fp16", cuda_graphs=settings.cuda_graphs and device.type == "cuda")
+        if settings.threads is not None:
+            options["threads"] = settings.threads
+    elif backend == "onnxruntime":
+        name = backend
+        if precision != "fp32":
+            raise BenchmarkError("the onnxruntime backend runs the fp32 ONNX graph; for fp16 build a TensorRT engine")
+        if settings.threads is not None:
+            options["threads"] = settings.threads
+        if source is None:
+            from spot_edge.engines import export_onnx
 
-        source = export_onnx(model, workdir / f"spot-{settings.modality}.onnx", settings.modality)
-    options: dict[str, Any] = {}
-    if precision == "fp16":
-        options["precision"] = "fp16"
-    embedder = create_embedder(source, backend=backend, device=str(device) if device.type == "cuda" else "cpu",
+            source = export_onnx(model, workdir / f"spot.{settings.modality}.onnx", settings.modality)
+    else:
+        name = backend
+        if source is None:
+            raise BenchmarkError(f"backend {backend!r} needs --source (a TensorRT engine file)")
+    embedder = create_embedder(source, backend=name, device=str(device) if device.type == "cuda" else "cpu",
                                **options)
     return _ExternalRunner(embedder, settings.modality, model.config.needs_pose_maps)
 
@@ -483,6 +509,10 @@ def run_benchmark(model, settings: BenchSettings | None = None,
 
         for backend in settings.backends:
             for precision in settings.precisions:
+                if backend == "tensorrt":   # an engine's precision is fixed when it is built
+                    if precision != settings.precisions[0]:
+                        continue
+                    precision = "engine"
                 label = f"{backend} {precision}"
                 try:
                     runner = _make_runner(backend, model, settings, device, precision, Path(tmp))
@@ -524,6 +554,7 @@ def run_benchmark(model, settings: BenchSettings | None = None,
 def _make_runner(backend: str, model, settings: BenchSettings, device: torch.device, precision: str,
                  workdir: Path):
     if backend == "pytorch":
+        model.set_kernel_backend(settings.kernels)
         return TorchRunner(model, device, precision, settings.cuda_graphs, settings.modality,
                            settings.channels_last)
     return _external_runner(backend, model, settings, device, precision, workdir)
@@ -535,6 +566,8 @@ def _embed_stages(runner, b: int, settings: BenchSettings, device: torch.device,
     maps_host = maps_all[:b].contiguous()
     crops = crops_all[:b]
     extra = {"device": str(device), "cuda_graphs": graphs}
+    if isinstance(runner, TorchRunner):
+        extra["kernels"] = settings.kernels
     if "embed" in settings.stages:
         say(f"embed, {backend} {precision}, batch {b}")
         images = preprocess(crops)

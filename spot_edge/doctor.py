@@ -247,6 +247,18 @@ def _backends_module_choice() -> dict[str, Any] | None:
     return None
 
 
+def _onnxruntime_providers(available: list[str]) -> list[str]:
+    """The providers ``spot_edge.backends`` asks ONNX Runtime for with ``device="auto"``."""
+    try:
+        from spot_edge.backends.onnxruntime_backend import choose_providers
+
+        return list(choose_providers("auto", available))
+    except Exception:  # noqa: BLE001 - backends absent or onnxruntime broken: same rule, stated here
+        preferred = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in available]
+        return preferred or list(available)
+
+
 def resolve_defaults(report: dict[str, Any]) -> dict[str, Any]:
     """What the ``"auto"`` settings choose on this machine, with reasons."""
     torch_info = report.get("torch", {})
@@ -272,9 +284,14 @@ def resolve_defaults(report: dict[str, Any]) -> dict[str, Any]:
                                                  "pip install onnxruntime (or torch)"}
     defaults["embedder"] = choice
     if providers:
-        preferred = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in providers]
-        defaults["onnxruntime_providers"] = preferred or providers
+        defaults["onnxruntime_providers"] = _onnxruntime_providers(providers)
+    defaults["embedder_by_source"] = {
+        "tensorrt_engine": "tensorrt" if (trt and cuda) else "unavailable: needs the tensorrt package and a CUDA GPU",
+        "onnx_model": (f"onnxruntime ({', '.join(defaults['onnxruntime_providers'])})" if providers
+                       else "unavailable: pip install onnxruntime"),
+        "checkpoint_or_model": (f"pytorch on {'CUDA' if cuda else 'the CPU'}" if torch_info.get("available")
+                                else "unavailable: PyTorch is not installed"),
+    }
 
     kernels = report.get("kernels", {})
     usable = kernels.get("backends", ["reference"]) if kernels.get("available") else ["reference"]

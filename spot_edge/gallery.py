@@ -284,6 +284,9 @@ class Gallery:
         self._lock = threading.RLock()
         self._dirty = False
         self._faiss_cache: dict[str, Any] = {}
+        #: faiss index type: "flat" (exact inner product) or "hnsw" (approximate graph index,
+        #: sub-linear search for 10^6+ entries; built once, then extended on add)
+        self.faiss_index = "flat"
 
     # ---------------------------------------------------------------- basic access
     def __len__(self) -> int:
@@ -436,8 +439,9 @@ class Gallery:
             k: results per query (fewer when the searched part of the gallery is smaller).
             target: modality of the entries searched: default the *other* modality (cross-modality
                 matching: infrared queries against visible entries and vice versa); "any" for all.
-            backend: "numpy" (exact), "faiss" (exact inner-product index; needs faiss-cpu), or
-                "auto" (faiss from ``FAISS_AUTO_MIN_ENTRIES`` entries when installed).
+            backend: "numpy" (exact), "faiss" (needs faiss-cpu; exact inner-product index, or an
+                approximate HNSW graph with ``gallery.faiss_index = "hnsw"``), or "auto" (faiss from
+                ``FAISS_AUTO_MIN_ENTRIES`` entries when installed).
 
         Returns:
             ``Q`` lists of :class:`Match`, best first.
@@ -471,7 +475,13 @@ class Gallery:
                                "(or use backend='numpy')") from exc
         index = self._faiss_cache.get(target)
         if index is None:
-            index = faiss.IndexFlatIP(self.embedding_dim)
+            if self.faiss_index == "hnsw":  # approximate, sub-linear: for 10^6+ entries
+                index = faiss.IndexHNSWFlat(self.embedding_dim, 32, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efSearch = max(64, 2 * k)
+            elif self.faiss_index == "flat":
+                index = faiss.IndexFlatIP(self.embedding_dim)
+            else:
+                raise ValueError(f"faiss_index must be 'flat' or 'hnsw', got {self.faiss_index!r}")
             index.add(np.ascontiguousarray(emb))
             self._faiss_cache[target] = index
         sims, idx = index.search(np.ascontiguousarray(q), k)

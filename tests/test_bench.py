@@ -171,3 +171,30 @@ def test_cli_bench_json(tmp_path):
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.png").is_file()
     bad = CliRunner().invoke(app, ["bench", "--batch", "0", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "batch sizes" in bad.output
+
+
+def test_real_backends_module_pytorch_and_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("spot_edge.backends")
+    model = SPOT(preset("baseline-small", num_classes=4))
+    settings = dict(TINY, batch_sizes=(2,), iters=2)
+    out = run_benchmark(model, BenchSettings(backends=("pytorch-embedder", "onnxruntime"), stages=("embed",),
+                                             precisions=("fp32", "fp16"), **settings))
+    assert [(r["backend"], r["precision"]) for r in out["results"]] == [("pytorch-embedder", "fp32"),
+                                                                         ("onnxruntime", "fp32")]
+    reasons = {s["backend"]: s["reason"] for s in out["skipped"]}
+    assert "fp32 ONNX graph" in reasons["onnxruntime"]
+    assert "CUDA" in reasons["pytorch-embedder"]
+
+
+def test_pose_stage_with_random_weights(model):
+    settings = dict(TINY, iters=1, warmup=0)
+    out = run_benchmark(model, BenchSettings(stages=("pose",), pose_random=True, pose_config="openpose_coco_lite",
+                                             frame_size=(64, 48), **settings))
+    (pose,) = out["results"]
+    assert pose["stage"] == "pose" and pose["random_weights"] and pose["frame_size"] == [64, 48]
+    assert pose["unit"] == "frames" and pose["batch"] == 1
+    skipped = run_benchmark(model, BenchSettings(stages=("pose",), **settings))
+    assert skipped["results"] == [] and "pose weights" in skipped["skipped"][0]["reason"]
+    with pytest.raises(FileNotFoundError):
+        run_benchmark(model, BenchSettings(stages=("pose",), pose_weights="/nonexistent.pth", **settings))

@@ -137,3 +137,14 @@ def test_cli_doctor_json():
     assert set(COMPONENTS) <= set(report) and "defaults" in report
     table = CliRunner().invoke(app, ["doctor"])
     assert table.exit_code == 0 and "ONNX Runtime" in table.output and "defaults" in table.output
+
+
+def test_embedder_choice_per_source_kind(monkeypatch):
+    monkeypatch.setattr(doctor, "_backends_module_choice", lambda: None)
+    d = resolve_defaults({"torch": {"available": True, "cuda_available": True}, "tensorrt": {"available": True},
+                          "onnxruntime": {"available": True, "providers": ["CUDAExecutionProvider",
+                                                                            "CPUExecutionProvider"]}})
+    by_source = d["embedder_by_source"]
+    assert by_source["tensorrt_engine"] == "tensorrt"
+    assert by_source["onnx_model"] == "onnxruntime (CUDAExecutionProvider, CPUExecutionProvider)"
+    assert by_source["checkpoint_or_model"] == "pytorch on CUDA"

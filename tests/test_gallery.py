@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -283,3 +282,15 @@ def test_faiss_matches_numpy(rng):
     assert np.allclose([[m.similarity for m in r] for r in a], [[m.similarity for m in r] for r in b], atol=1e-5)
     g.add(rng.standard_normal((1, DIM)), identities="new", modality="visible")  # invalidates the index
     assert len(g.search(q, "infrared", k=600, backend="faiss")[0]) == 501
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss not installed (optional: pip install faiss-cpu)")
+def test_faiss_hnsw_index(rng):
+    g = Gallery()
+    g.faiss_index = "hnsw"
+    g.add(rng.standard_normal((300, DIM)), identities=[f"p{i}" for i in range(300)], modality="visible")
+    q = g.embeddings[:3] + 0.01 * rng.standard_normal((3, DIM)).astype(np.float32)
+    res = g.search(q, "infrared", k=4, backend="faiss")
+    assert [r[0].entry.entry_id for r in res] == [0, 1, 2] and all(len(r) == 4 for r in res)
+    g.add(rng.standard_normal((1, DIM)), identities="new", modality="visible")  # extends the index
+    assert g.search(g.embeddings[-1], "infrared", k=1, backend="faiss")[0][0].identity == "new"

@@ -138,3 +138,43 @@ def test_help_has_examples():
                  ["gallery", "calibrate", "--help"]):
         r = runner.invoke(run_cli.app, args)
         assert r.exit_code == 0 and "spot-edge" in r.output, args
+
+
+def test_enroll_and_match_image_folders(tmp_path, fake_model):
+    """Person crops with keypoint sidecars (.npy), identities from labels.csv."""
+    import cv2
+
+    from spot_edge.pose.synthetic import standing_people
+    from test_pipeline_fakes import PEOPLE_BGR, draw_person
+
+    def crops(folder: Path, modality: str):
+        folder.mkdir()
+        rows = ["file,pid,camid,modality,split"]
+        for name, colour in PEOPLE_BGR.items():
+            for j in range(2):
+                image = np.full((128, 64, 3), 30, np.uint8)
+                kp = standing_people([32], [8], [110])
+                if modality == "infrared":
+                    b, g, r = colour
+                    colour = (int(0.299 * r + 0.587 * g + 0.114 * b),) * 3
+                draw_person(image, kp[0], colour, 110)
+                cv2.imwrite(str(folder / f"{name}{j}.png"), image)
+                np.save(folder / f"{name}{j}.npy", kp[0].astype(np.float32))
+                rows.append(f"{name}{j}.png,{name},1,{modality},gallery")
+        (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    crops(tmp_path / "vis", "visible")
+    crops(tmp_path / "ir", "infrared")
+    g = tmp_path / "g"
+    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(g), "--images", str(tmp_path / "vis"), "--model", "x",
+                                    "--modality", "visible", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["identities"] == ["alice", "bob"]
+    entry = Gallery.load(g).entries[0]
+    assert entry.thumbnail.endswith("alice0.png") and entry.modality == "visible"
+    r = runner.invoke(run_cli.app, ["match", str(g), "--images", str(tmp_path / "ir"), "--model", "x",
+                                    "--modality", "infrared", "--threshold", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)["results"]
+    assert [(x["query"], x["identity"]) for x in res] == [("alice0.png", "alice"), ("alice1.png", "alice"),
+                                                          ("bob0.png", "bob"), ("bob1.png", "bob")]

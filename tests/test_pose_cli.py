@@ -70,6 +70,7 @@ def test_render_from_openpose_json(tmp_path, rng):
     assert not read_pose_heatmaps_png(tmp_path / "maps" / "cam_0002_pose_heatmaps.png").any()
 
 
+@pytest.mark.filterwarnings("ignore::spot_edge.pose.network.RandomWeightsWarning")
 def test_export_onnx_cli(tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "p.onnx"

@@ -225,6 +225,8 @@ def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path):
     msg = str(err.value)
     assert "unexpected keys (1): Mconv1_stage0_L2.weight" in msg
     assert "missing keys (" in msg and "conv1_2.weight" in msg
+    lenient = load_pose_weights(OpenPoseBody(with_stages("openpose_coco", 1)), path, strict=False)
+    assert lenient.ignored_unexpected == ["Mconv1_stage0_L2.weight"] and "conv1_2.weight" in lenient.missing
     wrong_shape = OrderedDict((k, torch.zeros(1)) for k in OpenPoseBody("openpose_coco_lite").state_dict())
     with pytest.raises(PoseWeightsError, match="shape mismatches"):
         load_pose_weights(OpenPoseBody("openpose_coco_lite"), wrong_shape)

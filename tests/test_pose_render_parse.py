@@ -170,3 +170,12 @@ def test_parse_config_thresholds(rng):
     maps = render_pose_maps(truth, (368, 200), (46, 25))
     assert len(parse_pose_maps(maps, config=ParseConfig(min_parts=19))) == 0
     assert len(parse_pose_maps(maps, config=ParseConfig(peak_threshold=1.01))) == 0
+
+
+def test_parse_batch(rng):
+    from spot_edge.pose.parse import parse_pose_maps_batch
+
+    maps = np.stack([render_pose_maps(make_people(rng, [100], [20], [300]), (368, 200), (46, 25)),
+                     np.zeros((56, 46, 25), np.float32)])
+    found = parse_pose_maps_batch(maps, image_size=(368, 200))
+    assert [len(f) for f in found] == [1, 0]

@@ -97,3 +97,22 @@ def test_network_source_and_errors(tree, tmp_path):
         build_heatmap_cache(tmp_path / "bad", tree, sorted(kps)[:1], lambda r, p, s: np.ones((5, 8, 4)), (8, 4))
     with pytest.raises(HeatmapCacheError, match="no heatmap cache"):
         HeatmapCache(tmp_path / "nothing", tree)
+
+
+def test_openpose_png_source(tree, tmp_path):
+    from spot_edge.pose.openpose_png import write_pose_heatmaps_png
+    from spot_edge.training.heatmap_cache import openpose_png_source
+
+    kps = load_keypoints(tree)
+    paths = sorted(kps)[:3]
+    png_root = tmp_path / "openpose"
+    expected = {}
+    for rel in paths:
+        maps = render_pose_maps(kps[rel], (64, 32), (8, 4), sigma=3.0, paf_width=3.0)
+        expected[rel] = maps
+        write_pose_heatmaps_png(png_root / (os.path.splitext(rel)[0] + "_pose_heatmaps.png"), maps)
+    cache = build_heatmap_cache(tmp_path / "c", tree, paths, openpose_png_source(png_root), (8, 4))
+    for rel in paths:
+        assert np.abs(cache.get(rel) - expected[rel]).max() < 0.03
+    with pytest.raises(HeatmapCacheError, match="does not exist"):
+        build_heatmap_cache(tmp_path / "c2", tree, sorted(kps)[3:4], openpose_png_source(png_root), (8, 4))

@@ -97,7 +97,7 @@ def test_tsne_on_40_points(tmp_path, rng):
     centres = rng.normal(size=(10, 32))
     emb = centres[ids] + 0.1 * rng.normal(size=(40, 32))
     modalities = ["visible", "infrared"] * 20
-    path = plot_tsne(emb, ids, modalities, tmp_path / "tsne.png", figsize=(4, 3), dpi=50)
+    path = plot_tsne(emb, ids, modalities, tmp_path / "tsne.png", figsize=(4, 3), dpi=50, max_iter=250)
     assert _read(path).shape[:2] == (150, 200)
     with pytest.raises(ValueError, match="modalit"):
         plot_tsne(emb, ids, ["thermal"] * 40, tmp_path / "bad.png")
@@ -143,3 +143,16 @@ def test_png_writing_and_overlay(tmp_path, rng):
         write_png(tmp_path / "o.jpg", blended)
     with pytest.raises(FileNotFoundError):
         overlay_map(str(tmp_path / "missing.png"), rng.random((4, 2)))
+
+
+def test_gradcam_under_no_grad_with_frozen_weights(models, people):
+    crops, maps, _, _ = people
+    model = models["SPOT"]
+    images, heatmaps = model_inputs(model, crops, maps)
+    model.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            cams = activation_maps(model, images, heatmaps, "infrared", method="gradcam", targets=[0, 1, 2, 3, 4, 5])
+    finally:
+        model.requires_grad_(True)
+    assert cams.shape == (6, 128, 64) and torch.isfinite(cams).all()

@@ -32,7 +32,8 @@ def test_tsne_from_embeddings_file(tmp_path, rng):
     ids = np.repeat(np.arange(8), 5)
     emb = rng.normal(size=(8, 16))[ids] + 0.05 * rng.normal(size=(40, 16))
     np.savez(tmp_path / "emb.npz", embeddings=emb, ids=ids, modalities=np.array(["visible", "infrared"] * 20))
-    result = CliRunner().invoke(app, ["tsne", "--embeddings", str(tmp_path / "emb.npz"), "-o", str(tmp_path / "t.png")])
+    result = CliRunner().invoke(app, ["tsne", "--embeddings", str(tmp_path / "emb.npz"), "--iterations", "250",
+                                      "-o", str(tmp_path / "t.png")])
     assert result.exit_code == 0, result.output
     assert _png(tmp_path / "t.png").shape == (600, 600, 3)
     np.savez(tmp_path / "bad.npz", embeddings=emb)

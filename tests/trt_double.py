@@ -274,16 +274,28 @@ class Runtime:
         return ICudaEngine(header, data[len(MAGIC) + 8 + n:])
 
 
+_sessions: dict[str, object] = {}  # ONNX Runtime sessions by graph hash (tests build many engines)
+
+
+def _session(onnx_bytes: bytes):
+    import hashlib
+
+    import onnxruntime as ort
+
+    key = hashlib.sha1(onnx_bytes).hexdigest()
+    if key not in _sessions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        _sessions[key] = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return _sessions[key]
+
+
 class ICudaEngine:
     def __init__(self, header: dict, onnx_bytes: bytes) -> None:
-        import onnxruntime as ort
-
         self.header = header
         self.names = header["inputs"] + [o[0] for o in header["outputs"]]
         self.output_dims = {o[0]: o[1] for o in header["outputs"]}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.session = _session(onnx_bytes)
 
     @property
     def num_io_tensors(self) -> int:

@@ -28,7 +28,7 @@ struct PoolArgs {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
 part_pool_kernel(PoolArgs args) {
     extern __shared__ __align__(16) unsigned char smem[];
     float* m_bar = reinterpret_cast<float*>(smem);          // parts x nodes
@@ -72,6 +72,7 @@ part_pool_kernel(PoolArgs args) {
         float acc[kMaxParts];
 #pragma unroll
         for (int p = 0; p < kMaxParts; ++p) acc[p] = 0.0f;
+#pragma unroll 4  // several independent row loads in flight per lane (HW = 162: 6 per lane)
         for (int hw = lane; hw < args.nodes; hw += 32) {
             const float f = to_float(row[hw * args.sf.c]);
 #pragma unroll

@@ -64,19 +64,41 @@ template <typename T> struct SharedLayout {
 // Copy a (rows x cols) window of a strided matrix into a row-major shared tile of `tile_rows`
 // x `tile_cols` (leading dimension ld), zero-filling outside the valid window. The thread
 // mapping follows whichever source axis is unit-stride, so global reads coalesce both for
-// (B, N, C) contiguous tensors and for the (B, C, N)-contiguous views SPOT produces.
+// (B, N, C) contiguous tensors and for the (B, C, N)-contiguous views SPOT produces. Each
+// thread issues kStageBatch independent loads before storing any of them, so enough requests
+// are in flight to cover global-memory latency (the tiles are staged through registers).
+constexpr int kStageBatch = 8;
+
+template <typename T>
+__device__ __forceinline__ void tile_coords(int idx, bool rows_fastest, int tile_rows, int tile_cols, int& r, int& c) {
+    if (rows_fastest) { c = idx / tile_rows; r = idx - c * tile_rows; }
+    else              { r = idx / tile_cols; c = idx - r * tile_cols; }
+}
+
 template <typename T>
 __device__ void stage_tile(T* dst, int ld, const T* src, int64_t row_stride, int64_t col_stride,
                            int tile_rows, int tile_cols, int valid_rows, int valid_cols) {
     const int count = tile_rows * tile_cols;
     const bool rows_fastest = (row_stride == 1 && col_stride != 1);
-    for (int idx = threadIdx.x; idx < count; idx += kThreads) {
-        int r, c;
-        if (rows_fastest) { c = idx / tile_rows; r = idx - c * tile_rows; }
-        else              { r = idx / tile_cols; c = idx - r * tile_cols; }
-        T value = zero<T>();
-        if (r < valid_rows && c < valid_cols) value = src[r * row_stride + c * col_stride];
-        dst[r * ld + c] = value;
+    for (int base = threadIdx.x; base < count; base += kThreads * kStageBatch) {
+        T values[kStageBatch];
+#pragma unroll
+        for (int u = 0; u < kStageBatch; ++u) {
+            const int idx = base + u * kThreads;
+            int r = 0, c = 0;
+            tile_coords<T>(idx, rows_fastest, tile_rows, tile_cols, r, c);
+            values[u] = (idx < count && r < valid_rows && c < valid_cols) ? src[r * row_stride + c * col_stride]
+                                                                          : zero<T>();
+        }
+#pragma unroll
+        for (int u = 0; u < kStageBatch; ++u) {
+            const int idx = base + u * kThreads;
+            if (idx < count) {
+                int r = 0, c = 0;
+                tile_coords<T>(idx, rows_fastest, tile_rows, tile_cols, r, c);
+                dst[r * ld + c] = values[u];
+            }
+        }
     }
 }
 

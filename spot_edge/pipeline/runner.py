@@ -25,6 +25,7 @@ Threads and queues::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
@@ -68,6 +69,8 @@ class PipelineConfig:
             a new ``unknown-*`` identity), so one camera's people can be found by the other.
         observe_novelty: skip an observation when an entry of its own modality is at least this
             similar (avoids one entry per frame for a person standing still).
+        save_thumbnails: with ``observe`` and an output folder, save each observation's crop as
+            ``thumbnails/<source>_<frame>_<person>.jpg`` and record its path in the gallery entry.
         flush_interval: seconds between gallery saves while running (also saved at the end).
         crop_expand: extra margin around each person box (fraction).
         min_pose_score, min_box_height: people below these are ignored.
@@ -76,8 +79,8 @@ class PipelineConfig:
         frames_every: also write every n-th annotated frame as PNG (0: never).
         only_matches: write events only for matched people.
         backoff_initial, backoff_max: reconnection delays (seconds) for live sources.
-        max_reconnect_attempts: consecutive failed reopenings before a live source is given up
-            (``None``: keep trying).
+        max_reconnect_attempts: reopenings without a frame in between (failed or not) before a live
+            source is given up (``None``: keep trying, the default for cameras).
         max_seconds: stop after this long (``None``: until the sources end or Ctrl-C).
         max_frames: stop each source after this many frames (``None``: no limit).
     """
@@ -91,6 +94,7 @@ class PipelineConfig:
     default_fps: float = 10.0
     observe: bool = False
     observe_novelty: float = 0.9
+    save_thumbnails: bool = True
     flush_interval: float = 30.0
     crop_expand: float = 0.0
     min_pose_score: float = 0.0
@@ -364,7 +368,7 @@ class Pipeline:
         c = self.counters
         drop_when_behind = src.live or cfg.realtime
         backoff = Backoff(cfg.backoff_initial, cfg.backoff_max)
-        opened, reconnecting, failures, index = False, False, 0, 0
+        opened, reconnecting, attempts, index = False, False, 0, 0  # attempts: reopenings since the last frame
         t_pace, n_pace = 0.0, 0
         try:
             while not self._stop.is_set():
@@ -372,15 +376,21 @@ class Pipeline:
                     c.set(name, "status", "finished")
                     break
                 if not opened:
+                    if reconnecting:
+                        attempts += 1
+                        if cfg.max_reconnect_attempts is not None and attempts > cfg.max_reconnect_attempts:
+                            msg = (f"{name}: no frames after {cfg.max_reconnect_attempts} reconnection attempts "
+                                   f"({c.get(name).last_error})")
+                            c.set(name, "status", "failed")
+                            self._errors.append(msg)
+                            log.error("%s", msg)
+                            break
+                        c.add(name, "reconnect_attempts")
                     try:
-                        if reconnecting:
-                            c.add(name, "reconnect_attempts")
                         src.open()
                     except (SourceError, OSError) as exc:
-                        failures += 1
                         c.set(name, "last_error", str(exc))
-                        if not src.live or (cfg.max_reconnect_attempts is not None
-                                            and failures > cfg.max_reconnect_attempts):
+                        if not src.live:
                             c.set(name, "status", "failed")
                             self._errors.append(f"{name}: {exc}")
                             log.error("%s: %s", name, exc)
@@ -388,10 +398,10 @@ class Pipeline:
                         c.set(name, "status", "reconnecting")
                         reconnecting = True
                         delay = backoff.next_delay()
-                        log.warning("%s: %s; retrying in %.1fs", name, exc, delay)
+                        log.warning("%s: %s; retrying in %.2fs", name, exc, delay)
                         self._stop.wait(delay)
                         continue
-                    opened, failures = True, 0
+                    opened = True
                     if reconnecting:
                         c.add(name, "reconnects")
                         log.warning("%s: reconnected", name)
@@ -414,10 +424,11 @@ class Pipeline:
                     src.close()
                     opened, reconnecting = False, True
                     delay = backoff.next_delay()
-                    log.warning("%s: no frame (camera dropped); reconnecting in %.1fs", name, delay)
+                    log.warning("%s: no frame (camera dropped); reconnecting in %.2fs", name, delay)
                     self._stop.wait(delay)
                     continue
                 backoff.reset()
+                attempts = 0
                 self.stats.record(f"read/{name}", time.perf_counter() - t0)
                 try:
                     image = as_bgr_frame(np.asarray(image))
@@ -437,7 +448,10 @@ class Pipeline:
                 if drop_when_behind:
                     self._put_latest(q, frame)
                 else:
-                    while not self._stop.is_set():
+                    while True:
+                        if self._stop.is_set():
+                            c.add(name, "frames_discarded")
+                            break
                         try:
                             q.put(frame, timeout=0.1)
                             break
@@ -446,7 +460,7 @@ class Pipeline:
         except BaseException as exc:  # pragma: no cover - unexpected
             self._fail(f"reader {name}", exc)
         finally:
-            with _suppress():
+            with contextlib.suppress(Exception):
                 src.close()
             if c.get(name).status in ("running", "reconnecting", "starting"):
                 c.set(name, "status", "stopped")
@@ -598,9 +612,31 @@ class Pipeline:
             if same[i] and same[i][0].similarity >= self.config.observe_novelty:
                 continue
             identity = ev.identity if ev.matched else f"unknown-{uuid.uuid4().hex[:8]}"
+            thumbnail = self._save_thumbnail(frame, w.people[i].box, i) if self.config.save_thumbnails else None
             (entry_id,) = g.add(w.embeddings[i:i + 1], identities=identity, modality=frame.modality,
-                                camera=frame.source, timestamps=frame.timestamp)
+                                camera=frame.source, timestamps=frame.timestamp, thumbnails=thumbnail)
             ev.observed_entry_id, ev.observed_identity = entry_id, identity
+
+    def _save_thumbnail(self, frame: Frame, box, person_index: int) -> str | None:
+        """The person's box (clipped to the frame) as a JPEG at most 128 pixels tall; its path."""
+        if self.output_dir is None:
+            return None
+        import cv2
+
+        h, w = frame.image.shape[:2]
+        x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+        x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        crop = frame.image[y0:y1, x0:x1]
+        if crop.shape[0] > 128:
+            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * 128 / crop.shape[0])), 128),
+                              interpolation=cv2.INTER_AREA)
+        folder = self.output_dir / "thumbnails"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{frame.source}_{frame.index:06d}_{person_index}.jpg"
+        cv2.imwrite(str(path), crop)
+        return str(path.resolve())
 
     def _flush_gallery(self, force: bool = False) -> None:
         self._last_flush = time.monotonic()
@@ -609,14 +645,6 @@ class Pipeline:
                 with self.stats.time("gallery_flush"):
                     self.gallery.save()
                 self._gallery_saved = True
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], Exception)
 
 
 __all__ = ["PipelineConfig", "CameraInput", "Pipeline", "RunSummary", "DEFAULT_THRESHOLD"]

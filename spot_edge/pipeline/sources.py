@@ -220,7 +220,7 @@ class Backoff:
     attempts: int = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * self.factor ** self.attempts)
+        delay = min(self.maximum, self.initial * self.factor ** min(self.attempts, 64))
         self.attempts += 1
         return delay
 

@@ -70,7 +70,11 @@ class LatencyStats:
 
 @dataclass
 class SourceCounters:
-    """What happened to one source's frames."""
+    """What happened to one source's frames.
+
+    Every frame read ends up in exactly one of: processed, dropped (the pipeline was behind),
+    discarded (still queued at shutdown) or errors (pose / crop failed on it).
+    """
 
     frames_read: int = 0
     frames_processed: int = 0

@@ -40,6 +40,8 @@ class LoadReport:
     source: str
     loaded: int
     skipped_later_stages: list[str] = field(default_factory=list)
+    ignored_unexpected: list[str] = field(default_factory=list)  # only with strict=False
+    missing: list[str] = field(default_factory=list)  # only with strict=False
 
     def __str__(self) -> str:
         s = f"loaded {self.loaded} tensors from {self.source}"
@@ -104,8 +106,8 @@ def load_pose_weights(model: OpenPoseBody, source, strict: bool = True) -> LoadR
 
     Weights of stages beyond ``model.config.num_stages`` (loading the 6-stage file into the lite
     model) are ignored and reported. Any other missing key, unexpected key or shape mismatch
-    raises :class:`PoseWeightsError` naming them (with ``strict=False`` only missing keys are
-    tolerated, and the model is still marked loaded).
+    raises :class:`PoseWeightsError` naming them. ``strict=False`` tolerates (and reports)
+    missing and unexpected keys; shape mismatches always raise.
     """
     name = source if not isinstance(source, dict) else "<state dict>"
     sd = normalize_keys(read_pose_state_dict(source))
@@ -118,7 +120,7 @@ def load_pose_weights(model: OpenPoseBody, source, strict: bool = True) -> LoadR
     mismatched = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
                   for k in expected if k in sd and sd[k].shape != expected[k].shape]
     problems = []
-    if unexpected:
+    if unexpected and strict:
         problems.append(f"unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
     if missing and strict:
         problems.append(f"missing keys ({len(missing)}): {_summarise(missing)}")
@@ -134,7 +136,8 @@ def load_pose_weights(model: OpenPoseBody, source, strict: bool = True) -> LoadR
     model.load_state_dict(to_load, strict=strict)
     model.weights_loaded = True
     model.weights_source = str(name)
-    return LoadReport(source=str(name), loaded=len(to_load), skipped_later_stages=later)
+    return LoadReport(source=str(name), loaded=len(to_load), skipped_later_stages=later,
+                      ignored_unexpected=[] if strict else unexpected, missing=[] if strict else missing)
 
 
 def save_pose_weights(state_dict, path) -> Path:

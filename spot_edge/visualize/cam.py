@@ -85,7 +85,9 @@ def activation_maps(model, images: Tensor, heatmaps: Tensor | None, modality, me
             cam = feature_map.float().relu().mean(dim=1)
     else:
         branch = _logit_branch(model, branch)
-        with torch.enable_grad(), _capture_feature_map(model) as captured:
+        # gradients must flow even under an outer no_grad/inference_mode or with frozen weights
+        with torch.inference_mode(False), torch.enable_grad(), _capture_feature_map(model) as captured:
+            images = images.detach().clone().requires_grad_(True)
             features = model.extract_features(images, heatmaps, modality, training=True)
             _, logits = model.heads[branch](features[branch])
             if targets is None:

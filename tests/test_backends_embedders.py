@@ -1,0 +1,179 @@
+"""The Embedder interface: PyTorch, ONNX Runtime and TensorRT (double) agree; inputs are checked."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import trt_double
+from engines_helpers import random_inputs, small_exports, small_model, small_prefix, torch_reference, workdir
+from spot_edge.backends import BackendUnavailableError, Embedder, EmbedderInputError, create_embedder
+from spot_edge.backends.onnxruntime_backend import OnnxRuntimeEmbedder, choose_providers
+from spot_edge.backends.torch_backend import TorchEmbedder
+
+
+@pytest.fixture(scope="module")
+def ort_embedder():
+    return create_embedder(small_prefix(), threads=2)
+
+
+def test_auto_picks_onnxruntime_for_onnx_and_loads_both_modalities(ort_embedder):
+    assert isinstance(ort_embedder, OnnxRuntimeEmbedder) and ort_embedder.name == "onnxruntime"
+    assert ort_embedder.modalities == ("visible", "infrared")
+    config = small_model().config
+    assert ort_embedder.embedding_dim == config.embedding_dim
+    assert ort_embedder.preprocessing == config.preprocessing
+    assert ort_embedder.config_fingerprint == config.fingerprint()
+    assert "CPUExecutionProvider" in ort_embedder.providers
+    # a directory and an explicit mapping find the same graphs
+    assert create_embedder(small_prefix().parent, threads=1).modalities == ("visible", "infrared")
+    single = create_embedder(small_exports()["visible"], threads=1)
+    assert single.modalities == ("visible",)
+    with pytest.raises(EmbedderInputError, match="cannot embed 'infrared'"):
+        single.embed(*random_inputs(config, 1), "infrared")
+
+
+@pytest.mark.parametrize("modality", ["visible", "infrared"])
+def test_backends_agree_with_the_pytorch_reference(ort_embedder, modality):
+    model = small_model()
+    torch_embedder = create_embedder(model, device="cpu", max_batch=4)
+    assert isinstance(torch_embedder, TorchEmbedder)
+    images, heatmaps = random_inputs(model.config, 9, seed=3)
+    expected = torch_reference(model, images, heatmaps, modality)
+    for embedder in (torch_embedder, ort_embedder):
+        got = embedder.embed(images, heatmaps, modality)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-4
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_batch_and_splitting(ort_embedder):
+    config = small_model().config
+    empty = ort_embedder.embed(*random_inputs(config, 0), "visible")
+    assert empty.shape == (0, config.embedding_dim) and empty.dtype == np.float32
+    images, heatmaps = random_inputs(config, 7, seed=9)
+    small_batches = OnnxRuntimeEmbedder(small_prefix(), threads=1, max_batch=3)
+    np.testing.assert_allclose(small_batches.embed(images, heatmaps, "infrared"),
+                               ort_embedder.embed(images, heatmaps, "infrared"), atol=1e-5)
+
+
+def test_bad_inputs_give_clear_errors(ort_embedder):
+    config = small_model().config
+    images, heatmaps = random_inputs(config, 2)
+    with pytest.raises(EmbedderInputError, match="uint8"):
+        ort_embedder.embed(images.astype(np.uint8), heatmaps, "visible")
+    h, w = config.preprocessing.size
+    hs, ws = config.preprocessing.heatmap_size
+    with pytest.raises(EmbedderInputError, match=rf"images must be \(B, 3, {h}, {w}\)"):
+        ort_embedder.embed(images[:, :, :64], heatmaps, "visible")
+    with pytest.raises(EmbedderInputError, match=rf"heatmaps must be \(B, 56, {hs}, {ws}\)"):
+        ort_embedder.embed(images, heatmaps[:, :18], "visible")
+    with pytest.raises(EmbedderInputError, match="batch sizes differ"):
+        ort_embedder.embed(images, heatmaps[:1], "visible")
+    bad = images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(EmbedderInputError, match="NaN"):
+        ort_embedder.embed(bad, heatmaps, "visible")
+    with pytest.raises(EmbedderInputError, match="thermal"):
+        ort_embedder.embed(images, heatmaps, "thermal")
+    # float64 and torch tensors are accepted and converted
+    import torch
+
+    a = ort_embedder.embed(images.astype(np.float64), torch.from_numpy(heatmaps), "visible")
+    np.testing.assert_allclose(a, ort_embedder.embed(images, heatmaps, "visible"), atol=1e-6)
+
+
+def test_factory_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown backend"):
+        create_embedder(small_prefix(), backend="tflite")
+    with pytest.raises(ValueError, match="cannot run a onnx"):
+        create_embedder(small_prefix(), backend="pytorch")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        create_embedder(tmp_path / "nothing")
+    with pytest.raises(BackendUnavailableError):
+        create_embedder(small_model(), device="cuda")  # no GPU in CI
+    with pytest.raises(BackendUnavailableError, match="fp16"):
+        TorchEmbedder(small_model(), device="cpu", fp16=True)
+
+
+def test_provider_choice():
+    assert choose_providers("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers("auto", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) \
+        == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
+        choose_providers("cuda", ["CPUExecutionProvider"])
+
+
+def test_mismatched_graphs_are_refused(tmp_path):
+    import shutil
+
+    from spot_edge.engines import export_onnx
+    from spot_edge.model import SPOT, preset
+
+    shutil.copyfile(small_exports()["visible"], tmp_path / "m.visible.onnx")
+    other = SPOT(preset("spot-small", num_classes=7)).eval()
+    export_onnx(other, tmp_path / "m.infrared.onnx", "infrared", check=False)
+    with pytest.raises(ValueError, match="different models"):
+        create_embedder(tmp_path / "m")
+
+
+def test_checkpoint_runs_on_pytorch_and_onnxruntime(tmp_path):
+    from spot_edge.model import save_checkpoint
+
+    model = small_model()
+    checkpoint = save_checkpoint(model, tmp_path / "spot.safetensors")
+    images, heatmaps = random_inputs(model.config, 3, seed=4)
+    expected = torch_reference(model, images, heatmaps, "infrared")
+    auto = create_embedder(checkpoint, device="cpu")
+    assert auto.name == "pytorch"
+    assert np.abs(auto.embed(images, heatmaps, "infrared") - expected).max() < 1e-4
+    exported = create_embedder(checkpoint, backend="onnxruntime", device="cpu", threads=1,
+                               export_dir=tmp_path / "onnx")
+    assert exported.name == "onnxruntime" and sorted(p.name for p in (tmp_path / "onnx").iterdir()) == [
+        "spot.infrared.onnx", "spot.visible.onnx"]
+    assert np.abs(exported.embed(images, heatmaps, "infrared") - expected).max() < 1e-4
+
+
+def test_tensorrt_backend_with_the_double(monkeypatch, tmp_path):
+    from spot_edge.engines import BatchProfile, BuildOptions, GpuInfo, build_engine
+
+    monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module())
+    gpu = GpuInfo("Orin", (8, 7))
+    for modality, onnx_path in small_exports().items():
+        build_engine(onnx_path, tmp_path / f"spot.{modality}.fp16.engine",
+                     BuildOptions(profiles=(BatchProfile(1, 2, 4),)), gpu=gpu)
+    embedder = create_embedder(tmp_path / "spot", device="cpu", gpu=gpu)
+    assert embedder.name == "tensorrt" and embedder.modalities == ("visible", "infrared")
+    assert embedder.max_batch == 4
+    model = small_model()
+    images, heatmaps = random_inputs(model.config, 6, seed=8)
+    for modality in ("visible", "infrared"):
+        expected = torch_reference(model, images, heatmaps, modality)
+        assert np.abs(embedder.embed(images, heatmaps, modality) - expected).max() < 1e-4
+    assert embedder.describe()["engines"]["visible"]["profiles"] == [[1, 2, 4]]
+
+
+def test_tensorrt_backend_unavailable_is_clear(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
+        create_embedder(workdir() / "none.engine", backend="tensorrt")
+
+
+def test_embedder_is_an_abc_others_can_implement():
+    class Constant(Embedder):
+        name = "constant"
+        preprocessing = small_model().config.preprocessing
+        embedding_dim = 4
+        modalities = ("visible",)
+        max_batch = 2
+
+        def _embed_batch(self, images, heatmaps, modality):
+            return np.tile(np.array([1.0, 0, 0, 0], np.float32), (images.shape[0], 1))
+
+    out = Constant().embed(*random_inputs(small_model().config, 5), "visible")
+    assert out.shape == (5, 4)
+    with pytest.raises(TypeError):
+        Embedder()
