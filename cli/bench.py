@@ -36,12 +36,15 @@ def load_model(preset_name: str, config: Optional[Path], checkpoint: Optional[Pa
 def bench(
     preset_name: str = typer.Option("spot", "--preset", "-p", help="Model preset (random weights; timing does not "
                                     "depend on them). 'spot' is the paper's 288x144 ResNet-50 model."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A SpotConfig YAML/JSON file instead of a preset."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A spot-edge checkpoint (its config is used)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="A SpotConfig YAML/JSON file instead of a preset."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                              help="A spot-edge checkpoint (its config is used)."),
     batch: List[int] = typer.Option([1, 8], "--batch", "-b", help="Batch size; repeat for several."),
     iters: int = typer.Option(50, help="Timed iterations per measurement."),
     warmup: int = typer.Option(5, help="Untimed warm-up iterations before each measurement."),
-    backend: List[str] = typer.Option(["pytorch"], "--backend", help="pytorch, pytorch-embedder, onnxruntime or tensorrt; repeat for "
+    backend: List[str] = typer.Option(["pytorch"], "--backend",
+                                      help="pytorch, pytorch-embedder, onnxruntime or tensorrt; repeat for "
                                       "several (all but pytorch go through spot_edge.backends)."),
     precision: List[str] = typer.Option(["fp32"], "--precision", help="fp32 or fp16 (PyTorch fp16 needs CUDA); "
                                         "repeat for several."),
@@ -80,7 +83,8 @@ def bench(
     with friendly_errors():
         settings = BenchSettings(
             batch_sizes=tuple(batch), iters=iters, warmup=warmup, backends=tuple(backend),
-            precisions=tuple(precision), device=device, cuda_graphs=cuda_graphs, kernels=kernels, modality=modality,
+            precisions=tuple(precision), device=device, cuda_graphs=cuda_graphs, kernels=kernels,
+            modality=modality,
             stages=tuple(stage) if stage else DEFAULT_STAGES + (("pose",) if (pose_weights or pose_random) else ()),
             gallery_size=gallery_size, top_k=top_k, source=str(source) if source else None,
             pose_weights=str(pose_weights) if pose_weights else None, pose_random=pose_random,

@@ -161,7 +161,8 @@ def _status_table(pipe, started: float) -> Table:
 @app.command("run")
 def run(
     visible: Optional[str] = typer.Option(None, "--visible", help="Visible source: video file, image folder, "
-                                          "camera index (0), RTSP URL or GStreamer pipeline ('... ! appsink')."),
+                                          "USB camera index (0), Jetson CSI camera (csi://0?width=1280&height=720"
+                                          "&fps=30), RTSP URL or GStreamer pipeline ('... ! appsink')."),
     infrared: Optional[str] = typer.Option(None, "--infrared", help="Infrared source (same kinds as --visible)."),
     model: str = typer.Option("", "--model", "-m", help="SPOT model: checkpoint, ONNX export (file/prefix/dir) or "
                               "TensorRT engine(s)."),
@@ -209,29 +210,14 @@ def run(
     from rich.live import Live
 
     from spot_edge.gallery import Gallery
-    from spot_edge.pipeline import CameraInput, KeypointFileSource, OpenPoseSource, Pipeline, PipelineConfig, open_source
+    from spot_edge.pipeline import Pipeline, PipelineConfig, build_inputs
 
     with friendly_errors():
         _configure_logging(verbose=False)
-        specs = [(n, s, k) for n, s, k in (("visible", visible, visible_keypoints),
-                                            ("infrared", infrared, infrared_keypoints)) if s is not None]
-        if not specs:
-            raise CliError("give at least one source: --visible and/or --infrared")
-        openpose = None
-        inputs = []
-        for name, spec, keypoints in specs:
-            if keypoints is not None:
-                pose = KeypointFileSource(keypoints)
-            elif pose_weights is not None:
-                if openpose is None:
-                    with console.status("loading the OpenPose network..."):
-                        openpose = OpenPoseSource.from_weights(pose_weights, max_height=pose_height,
-                                                               device="cpu" if device == "auto" else device)
-                pose = openpose
-            else:
-                raise CliError(f"no pose source for --{name}: give --pose-weights (OpenPose) or "
-                               f"--{name}-keypoints (keypoints from another detector)")
-            inputs.append(CameraInput(name, name, open_source(spec), pose))
+        with console.status("opening the sources..."):
+            inputs = build_inputs(visible, infrared, visible_keypoints, infrared_keypoints, pose_weights,
+                                  pose_height=pose_height,
+                                  pose_device=device if device.startswith(("cpu", "cuda")) else "auto")
         with console.status("loading the SPOT model..."):
             embedder = _load_embedder(model, backend, device, batch)
         g = Gallery.open(gallery, embedding_dim=embedder.embedding_dim) if gallery is not None else None
@@ -276,9 +262,8 @@ def run(
                                                               if g is not None else ""))
             if summary.interrupted:
                 console.print("interrupted: shut down cleanly")
-        if summary.failed_sources:
-            raise CliError("source(s) failed: " + "; ".join(
-                f"{n}: {summary.sources[n]['last_error']}" for n in summary.failed_sources), code=1)
+        if summary.errors:  # a source that failed for good, a gallery that could not be saved...
+            raise CliError("; ".join(summary.errors), code=1)
 
 
 # ----------------------------------------------------------------------------- spot-edge gallery

@@ -147,7 +147,7 @@ def cam(
     """Class-activation overlays, one column per model (baseline vs SPOT, like the paper's Fig. 8).
 
     Examples:
-      spot-edge visualize cam --checkpoint baseline=runs/b/best.safetensors --checkpoint SPOT=runs/s/best.safetensors -i crops/
+      spot-edge visualize cam --checkpoint baseline=b.safetensors --checkpoint SPOT=s.safetensors -i crops/
       spot-edge visualize cam --method gradcam --synthetic 4 -o cam.png
     """
     from spot_edge.visualize import save_cam_panel

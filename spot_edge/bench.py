@@ -38,7 +38,7 @@ import platform
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -245,7 +245,8 @@ class TorchRunner:
         if precision not in PRECISIONS:
             raise BenchmarkError(f"unknown precision {precision!r}")
         if precision == "fp16" and device.type != "cuda":
-            raise BenchmarkError("fp16 with the PyTorch backend needs a CUDA GPU (CPU kernels for half are slow or missing)")
+            raise BenchmarkError("fp16 with the PyTorch backend needs a CUDA GPU "
+                                 "(CPU kernels for half are slow or missing)")
         self.device = device
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.modality = modality
@@ -469,6 +470,7 @@ def run_benchmark(model, settings: BenchSettings | None = None,
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     model = model.eval()
+    home = next(model.parameters()).device
     with _threads(settings.threads, settings.blas_threads), tempfile.TemporaryDirectory(prefix="spot-bench-") as tmp:
         host_timer = Timer(device, host_only=True)
         crop_size = (int(spec.height * 1.5), int(spec.width * 1.5))
@@ -529,9 +531,13 @@ def run_benchmark(model, settings: BenchSettings | None = None,
                         skipped.append({"backend": backend, "precision": precision, "batch": str(b),
                                         "reason": str(exc)})
                         say(f"skipped {label} batch {b}: {exc}")
-                # keep the caller's model usable (fp32, on its device) for the next configuration
-                model.float()
+                # give the caller's model back as it came (fp32, its device, validation on) and free
+                # the captured graphs before the next configuration
+                del runner
+                model.to(device=home, dtype=torch.float32, memory_format=torch.contiguous_format)
                 model.validate_inputs = True
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         machine = machine_info(device)
 
     report = {

@@ -19,7 +19,8 @@ gallery or the new one, never a mix.
 Matching. Embeddings are compared by cosine similarity (rows are L2-normalised, so it is a dot
 product; cosine distance is ``1 - similarity``). Cross-modality search (the SPOT setting): an
 infrared query is compared with visible entries and vice versa. Exact numpy search is the default;
-faiss (optional ``faiss-cpu``) is used for large galleries (exact inner-product index, same results).
+faiss (optional ``faiss-cpu``) gives an exact flat index or, for very large galleries, an
+approximate HNSW index (``gallery.faiss_index = "hnsw"``).
 
 Threshold. :func:`calibrate_threshold` picks the similarity threshold for a target false-match rate
 (FMR) from genuine / impostor similarities of a labelled set and reports the true-match rate (TMR) it
@@ -48,7 +49,7 @@ GALLERY_FORMAT = "spot-edge-gallery"
 GALLERY_VERSION = 1
 MANIFEST_NAME = "gallery.json"
 LOCK_NAME = "gallery.lock"
-FAISS_AUTO_MIN_ENTRIES = 50_000  # "auto" search uses faiss (when installed) from this size on
+FAISS_AUTO_MIN_ENTRIES = 50_000  # "auto" search uses faiss HNSW (when chosen and installed) from this size on
 _GEN_FILE = re.compile(r"^(embeddings|meta)\.(\d+)\.(npy|jsonl)$")
 
 
@@ -334,6 +335,12 @@ class Gallery:
         with self._lock:
             return self._merged()[1]
 
+    def snapshot(self) -> tuple[np.ndarray, list[GalleryEntry]]:
+        """``(embeddings (N, D), entries)`` taken together (consistent while others add)."""
+        with self._lock:
+            emb, entries = self._merged()
+            return np.array(emb, copy=True), entries
+
     def identities(self) -> list[str]:
         """Distinct identities, sorted."""
         with self._lock:
@@ -440,8 +447,10 @@ class Gallery:
             target: modality of the entries searched: default the *other* modality (cross-modality
                 matching: infrared queries against visible entries and vice versa); "any" for all.
             backend: "numpy" (exact), "faiss" (needs faiss-cpu; exact inner-product index, or an
-                approximate HNSW graph with ``gallery.faiss_index = "hnsw"``), or "auto" (faiss from
-                ``FAISS_AUTO_MIN_ENTRIES`` entries when installed).
+                approximate HNSW graph with ``gallery.faiss_index = "hnsw"``), or "auto": numpy,
+                except faiss HNSW from ``FAISS_AUTO_MIN_ENTRIES`` entries when ``faiss_index`` is
+                "hnsw" and faiss is installed. (faiss's exact flat index was not faster than numpy
+                on a 2-core CPU: see ``benchmarks/bench_gallery.py``.)
 
         Returns:
             ``Q`` lists of :class:`Match`, best first.
@@ -458,8 +467,8 @@ class Gallery:
             if len(entries) == 0:
                 return [[] for _ in range(q.shape[0])]
             kk = min(k, len(entries))
-            use_faiss = backend == "faiss" or (backend == "auto" and len(entries) >= FAISS_AUTO_MIN_ENTRIES
-                                               and faiss_available())
+            use_faiss = backend == "faiss" or (backend == "auto" and self.faiss_index == "hnsw"
+                                               and len(entries) >= FAISS_AUTO_MIN_ENTRIES and faiss_available())
             if use_faiss:
                 sims, idx = self._search_faiss(q, emb, target, kk)
             else:
@@ -772,8 +781,7 @@ def calibrate_cross_modality(gallery: Gallery, target_fmr: float = 0.01,
                              query_modality: str = "infrared") -> ThresholdCalibration:
     """Calibrate on the gallery's own labelled entries: ``query_modality`` entries against the other
     modality's entries (the pipeline's matching direction)."""
-    entries = gallery.entries
-    emb = gallery.embeddings
+    emb, entries = gallery.snapshot()
     qmask = np.asarray([e.modality == query_modality for e in entries], bool)
     gmask = np.asarray([e.modality == other_modality(query_modality) for e in entries], bool)
     ids = np.asarray([e.identity for e in entries], object)

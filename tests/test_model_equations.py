@@ -116,3 +116,16 @@ def test_tpi_equals_manual_composition():
         x = layer.norm2(x + layer.ffn(x))                                           # eq. 10
         expected = x.max(dim=1).values
         torch.testing.assert_close(tpi(f_i, f_s), expected)
+
+
+def test_gem_pooling_is_generalised_mean_and_fp16_safe():
+    from spot_edge.model.heads import GlobalPool
+
+    x = torch.rand(2, 5, 4, 3, dtype=torch.float64) * 3
+    expected = x.clamp(min=1e-6).pow(3).mean(dim=(-2, -1)).pow(1 / 3)
+    torch.testing.assert_close(GlobalPool("gem", 3.0)(x), expected)
+    big = torch.rand(1, 4, 6, 3) * 200 + 50          # 250^3 overflows fp16 (max 65504)
+    ref = GlobalPool("gem", 3.0)(big.double())
+    half = GlobalPool("gem", 3.0)(big.half())
+    assert torch.isfinite(half).all()
+    torch.testing.assert_close(half.double(), ref, rtol=1e-2, atol=0.5)

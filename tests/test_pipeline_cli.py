@@ -131,6 +131,11 @@ def test_run_command_errors(tmp_path, fake_model):
     r = runner.invoke(run_cli.app, ["run", "--infrared", str(tmp_path / "v.avi"), "--pose-weights",
                                     str(tmp_path / "no.pth"), "--model", "x"])
     assert r.exit_code == 2 and "weights not found" in r.output
+    (tmp_path / "corrupt.avi").write_bytes(b"\x00" * 64)
+    r = runner.invoke(run_cli.app, ["run", "--visible", str(tmp_path / "corrupt.avi"), "--visible-keypoints",
+                                    str(tmp_path / "v.avi.keypoints.jsonl"), "--model", "x", "--quiet",
+                                    "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "cannot open" in r.output
 
 
 def test_help_has_examples():

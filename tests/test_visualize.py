@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from spot_edge.model import SPOT, preset
-from spot_edge.visualize import (activation_maps, model_inputs, node_partition, plot_tsne, rank_gallery,
-                                 save_cam_panel, save_parts_panel, save_retrieval_panel, synthetic_people)
+from spot_edge.visualize import (activation_maps, asr_attention_received, model_inputs, node_partition, plot_tsne,
+                                 rank_gallery, save_cam_panel, save_parts_panel, save_retrieval_panel,
+                                 synthetic_people)
 from spot_edge.visualize.common import overlay_map, write_png
 
 TILE = (64, 32)
@@ -80,9 +81,18 @@ def test_parts_panel(tmp_path, models, people):
     crops, maps, _, modalities = people
     path = save_parts_panel(tmp_path / "parts.png", models["SPOT"], crops, maps, modalities, tile=TILE)
     p = models["SPOT"].config.num_parts
-    assert _read(path).shape[:2] == _expected_grid(len(crops), 2 + p)
+    assert _read(path).shape[:2] == _expected_grid(len(crops), 2 + p + 1)   # + the ASR attention column
     with pytest.raises(ValueError, match="no TPI"):
         save_parts_panel(tmp_path / "x.png", models["baseline"], crops, maps)
+
+
+def test_asr_attention_received(models, people):
+    crops, maps, _, _ = people
+    attention = asr_attention_received(models["SPOT"], crops, maps, "visible")
+    assert attention.shape == (len(crops), 8, 4)       # the 128x64 model's final 8x4 grid
+    assert np.allclose(attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="no ASR"):
+        asr_attention_received(models["baseline"], crops, maps)
 
 
 def test_node_partition_is_argmax(rng):

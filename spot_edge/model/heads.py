@@ -8,7 +8,10 @@ from torch import Tensor, nn
 
 
 class GlobalPool(nn.Module):
-    """``(B, C, H, W) -> (B, C)``: generalised-mean (``mean(x^p)^(1/p)``, AGW) or average pooling."""
+    """``(B, C, H, W) -> (B, C)``: generalised-mean (``mean(x^p)^(1/p)``, AGW) or average pooling.
+
+    GeM is computed relative to each channel's maximum so that it is safe in fp16.
+    """
 
     def __init__(self, kind: str = "gem", p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
@@ -17,7 +20,11 @@ class GlobalPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.kind == "avg":
             return x.mean(dim=(-2, -1))
-        return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
+        # mean(x^p)^(1/p) = m * mean((x/m)^p)^(1/p) with m the per-channel maximum: the same value,
+        # but x^p cannot overflow in fp16 (TensorRT FP16 engines, autocast) for activations above ~40.
+        x = x.clamp(min=self.eps)
+        peak = x.amax(dim=(-2, -1), keepdim=True)
+        return (x / peak).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p) * peak.flatten(-2).squeeze(-1)
 
 
 class FusionBlock(nn.Module):

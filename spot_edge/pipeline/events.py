@@ -18,6 +18,7 @@ class MatchEvent:
         timestamp: capture time, seconds since the epoch (``time`` is the same in ISO 8601 UTC).
         source, modality, frame_index: where the person was seen.
         person_index: the person's index within the frame.
+        track_id: the person's track in this camera (same person in consecutive frames).
         box: ``[x0, y0, x1, y1]`` in frame pixels.
         pose_score: the pose source's score for the person.
         matched: whether the best gallery entry reaches ``threshold``.
@@ -35,6 +36,7 @@ class MatchEvent:
     modality: str
     frame_index: int
     person_index: int
+    track_id: int | None
     box: list[float]
     pose_score: float
     matched: bool

@@ -44,6 +44,7 @@ from spot_edge.pipeline.pose_sources import PoseResult, PoseSource
 from spot_edge.pipeline.sources import Backoff, Frame, FrameSource, SourceError, as_bgr_frame
 from spot_edge.pipeline.stages import FrameWork, crop_frame, embed_crops, match_embeddings
 from spot_edge.pipeline.stats import Counters, LatencyStats, save_json
+from spot_edge.pipeline.tracking import IoUTracker
 
 log = logging.getLogger("spot_edge.pipeline")
 
@@ -478,6 +479,7 @@ class Pipeline:
         name = inp.name
         q = self._frame_queues[name]
         prep = self.embedder.preprocessing
+        tracker = IoUTracker()
         while True:
             frame = q.get()
             if frame is _END:
@@ -496,8 +498,9 @@ class Pipeline:
                 if self.counters.get(name).errors <= 3:
                     log.warning("%s frame %d: pose/crop failed: %s", name, frame.index, exc)
                 continue
-            self._put_wait(self._work_queue, FrameWork(frame=frame, people=pose.people, images=images,
-                                                       heatmaps=heatmaps))
+            tracks = tracker.update([p.box for p in pose.people], frame.index)
+            self._put_wait(self._work_queue, FrameWork(frame=frame, people=pose.people, track_ids=tracks,
+                                                       images=images, heatmaps=heatmaps))
         self._put_wait(self._work_queue, _END)
 
     # ------------------------------------------------------------------ stage: embed + match
@@ -614,7 +617,8 @@ class Pipeline:
             identity = ev.identity if ev.matched else f"unknown-{uuid.uuid4().hex[:8]}"
             thumbnail = self._save_thumbnail(frame, w.people[i].box, i) if self.config.save_thumbnails else None
             (entry_id,) = g.add(w.embeddings[i:i + 1], identities=identity, modality=frame.modality,
-                                camera=frame.source, timestamps=frame.timestamp, thumbnails=thumbnail)
+                                camera=frame.source, timestamps=frame.timestamp, thumbnails=thumbnail,
+                                track_ids=ev.track_id)
             ev.observed_entry_id, ev.observed_identity = entry_id, identity
 
     def _save_thumbnail(self, frame: Frame, box, person_index: int) -> str | None:
@@ -647,4 +651,46 @@ class Pipeline:
                 self._gallery_saved = True
 
 
-__all__ = ["PipelineConfig", "CameraInput", "Pipeline", "RunSummary", "DEFAULT_THRESHOLD"]
+def build_inputs(visible=None, infrared=None, visible_keypoints=None, infrared_keypoints=None,
+                 pose_weights=None, pose_height: int | None = 368, pose_device: str = "auto",
+                 fps: float | None = None) -> list[CameraInput]:
+    """The cameras of a run from command-line style specs.
+
+    Args:
+        visible, infrared: source specs (see :func:`spot_edge.pipeline.sources.open_source`); at
+            least one.
+        visible_keypoints, infrared_keypoints: JSON-lines keypoint files (another detector) for
+            that source; sources without one use the OpenPose network from ``pose_weights``
+            (loaded once, shared).
+        pose_height: frames are downscaled to this height for the OpenPose network.
+        pose_device: torch device of the OpenPose network ("auto": CUDA when available).
+        fps: frame rate of image folders.
+    """
+    from spot_edge.pipeline.pose_sources import KeypointFileSource, OpenPoseSource
+    from spot_edge.pipeline.sources import open_source
+
+    specs = [(n, s, k) for n, s, k in (("visible", visible, visible_keypoints),
+                                       ("infrared", infrared, infrared_keypoints)) if s is not None]
+    if not specs:
+        raise ValueError("give at least one source: --visible and/or --infrared")
+    openpose = None
+    inputs = []
+    for name, spec, keypoints in specs:
+        if keypoints is not None:
+            pose = KeypointFileSource(keypoints)
+        elif pose_weights is not None:
+            if openpose is None:
+                if pose_device == "auto":
+                    import torch
+
+                    pose_device = "cuda" if torch.cuda.is_available() else "cpu"
+                openpose = OpenPoseSource.from_weights(pose_weights, max_height=pose_height, device=pose_device)
+            pose = openpose
+        else:
+            raise ValueError(f"no pose source for --{name}: give --pose-weights (OpenPose) or "
+                             f"--{name}-keypoints (keypoints from another detector)")
+        inputs.append(CameraInput(name, name, open_source(spec, fps=fps), pose))
+    return inputs
+
+
+__all__ = ["PipelineConfig", "CameraInput", "Pipeline", "RunSummary", "DEFAULT_THRESHOLD", "build_inputs"]

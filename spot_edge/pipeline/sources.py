@@ -197,14 +197,43 @@ def _kind_of(spec: str | int) -> str:
     return "file"
 
 
+def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
+                        flip: int = 0) -> str:
+    """GStreamer pipeline for a CSI camera on a Jetson (``nvarguscamerasrc``), ending in BGR frames
+    for OpenCV; ``appsink drop=1 max-buffers=1`` keeps only the newest frame (no lag)."""
+    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! video/x-raw(memory:NVMM),width={int(width)},"
+            f"height={int(height)},framerate={int(fps)}/1 ! nvvidconv flip-method={int(flip)} ! "
+            "video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1 max-buffers=1")
+
+
+def _parse_csi(spec: str) -> str:
+    """``csi://0?width=1920&height=1080&fps=30&flip=2`` -> a :func:`jetson_csi_pipeline` string."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(spec)
+    try:
+        sensor = int(parts.netloc or 0)
+        options = {k: int(v) for k, v in parse_qsl(parts.query)}
+    except ValueError as exc:
+        raise ValueError(f"bad CSI camera spec {spec!r}: expected csi://<sensor-id>?width=W&height=H&fps=F") from exc
+    unknown = set(options) - {"width", "height", "fps", "flip"}
+    if unknown:
+        raise ValueError(f"bad CSI camera spec {spec!r}: unknown options {sorted(unknown)} "
+                         "(known: width, height, fps, flip)")
+    return jetson_csi_pipeline(sensor, **options)
+
+
 def open_source(spec: str | int, fps: float | None = None) -> FrameSource:
     """The right source for a command-line spec (not opened yet).
 
-    ``0`` / ``"1"``: USB/CSI camera index; a directory: image folder; ``rtsp://...``: stream;
+    ``0`` / ``"1"``: USB camera index (V4L2); ``csi://0?width=1280&height=720&fps=30``: a Jetson
+    CSI camera (GStreamer ``nvarguscamerasrc``); a directory: image folder; ``rtsp://...``: stream;
     a string with ``!``: GStreamer pipeline; anything else: a video file (must exist).
     """
     if isinstance(spec, str) and not spec.strip():
         raise ValueError("empty source; give a video file, an image folder, a camera index or a URL")
+    if isinstance(spec, str) and spec.strip().lower().startswith("csi://"):
+        return OpenCVSource(_parse_csi(spec.strip()))
     if isinstance(spec, str) and _kind_of(spec) == "file" and Path(spec).is_dir():
         return ImageFolderSource(spec, fps=fps)
     return OpenCVSource(spec)
@@ -229,4 +258,5 @@ class Backoff:
 
 
 __all__ = ["Frame", "FrameSource", "SourceError", "OpenCVSource", "ImageFolderSource", "open_source", "Backoff",
+           "jetson_csi_pipeline",
            "as_bgr_frame", "IMAGE_SUFFIXES"]

@@ -39,6 +39,7 @@ class FrameWork:
 
     frame: Frame
     people: list[Person] = field(default_factory=list)
+    track_ids: list[int] = field(default_factory=list)  # per person, from the camera's IoU tracker
     images: np.ndarray | None = None  # (N, 3, H, W) float32
     heatmaps: np.ndarray | None = None  # (N, 56, Hs, Ws) float32
     embeddings: np.ndarray | None = None  # (N, D)
@@ -110,7 +111,8 @@ def match_embeddings(work: FrameWork, gallery, threshold: float | None, top_k: i
         matched = best is not None and (threshold is None or best.similarity >= threshold)
         events.append(MatchEvent(
             timestamp=frame.timestamp, source=frame.source, modality=frame.modality, frame_index=frame.index,
-            person_index=i, box=[round(float(v), 1) for v in person.box], pose_score=round(float(person.score), 4),
+            person_index=i, track_id=work.track_ids[i] if i < len(work.track_ids) else None,
+            box=[round(float(v), 1) for v in person.box], pose_score=round(float(person.score), 4),
             matched=bool(matched), identity=best.identity if matched else None,
             similarity=round(best.similarity, 6) if best is not None else None, threshold=threshold,
             entry=best.entry.to_dict() if best is not None else None,

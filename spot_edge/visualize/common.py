@@ -12,7 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-#: Colours for up to 20 categories (identities, parts), BGR, from matplotlib's "tab20".
+
 def category_colours(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct BGR colours (cycling matplotlib's tab10/tab20 palettes)."""
     from matplotlib import colormaps
