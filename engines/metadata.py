@@ -10,6 +10,7 @@ writes therefore records:
 - ``spot_edge.preprocessing``: the :class:`PreprocessSpec` (size, mean/std, channel order,
   heatmap stride);
 - ``spot_edge.inputs`` / ``spot_edge.outputs``: names, dtypes and shapes (``-1`` = batch);
+- ``spot_edge.plugins``: TensorRT plugin node types in the graph (``[]`` for the default export);
 - ``spot_edge.normalization``: ``"outside"``. The graphs take *float32 images already normalised*
   by ``PreprocessSpec.normalize`` (mean/std, RGB order), not uint8 pixels. Reason: the pipeline
   resizes and normalises crops in one pass on the host (OpenCV) or GPU anyway, the embedder
@@ -69,6 +70,7 @@ class ArtifactInfo:
     version: str = __version__
     normalization: str = NORMALIZATION
     opset: int | None = None
+    plugins: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ derived
     @property
@@ -89,23 +91,26 @@ class ArtifactInfo:
         return (self.num_pose_maps, *self.preprocessing.heatmap_size)
 
     def io_spec(self) -> dict[str, Any]:
+        """Graph inputs and outputs. Configurations without structure (the baseline, Table I #1)
+        have no ``heatmaps`` input; backends then ignore the heatmaps they are given."""
+        inputs = [{"name": IMAGE_INPUT, "dtype": "float32", "shape": [-1, *self.image_shape],
+                   "normalization": self.normalization}]
+        if self.config.needs_pose_maps:
+            inputs.append({"name": HEATMAP_INPUT, "dtype": "float32", "shape": [-1, *self.heatmap_shape]})
         return {
-            "inputs": [
-                {"name": IMAGE_INPUT, "dtype": "float32", "shape": [-1, *self.image_shape],
-                 "normalization": self.normalization},
-                {"name": HEATMAP_INPUT, "dtype": "float32", "shape": [-1, *self.heatmap_shape]},
-            ],
+            "inputs": inputs,
             "outputs": [{"name": EMBEDDING_OUTPUT, "dtype": "float32", "shape": [-1, self.embedding_dim],
                          "l2_normalized": True}],
         }
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config, modality: str, opset: int | None = None) -> "ArtifactInfo":
+    def from_config(cls, config, modality: str, opset: int | None = None,
+                    plugins: tuple[str, ...] = ()) -> "ArtifactInfo":
         check_modality(modality)
         return cls(modality=modality, config_json=config.to_json(), config_fingerprint=config.fingerprint(),
                    preprocessing=config.preprocessing, embedding_dim=config.embedding_dim,
-                   num_pose_maps=config.num_pose_maps, opset=opset)
+                   num_pose_maps=config.num_pose_maps, opset=opset, plugins=tuple(plugins))
 
     # ------------------------------------------------------------ (de)serialisation
     def to_props(self) -> dict[str, str]:
@@ -123,6 +128,7 @@ class ArtifactInfo:
             "num_pose_maps": str(self.num_pose_maps),
             "inputs": json.dumps(io["inputs"]),
             "outputs": json.dumps(io["outputs"]),
+            "plugins": json.dumps(list(self.plugins)),
         }
         if self.opset is not None:
             props["opset"] = str(self.opset)
@@ -144,7 +150,8 @@ class ArtifactInfo:
                        preprocessing=PreprocessSpec.from_dict(json.loads(p["preprocessing"])),
                        embedding_dim=int(p["embedding_dim"]), num_pose_maps=int(p.get("num_pose_maps", 56)),
                        version=p.get("version", "unknown"), normalization=p.get("normalization", NORMALIZATION),
-                       opset=int(p["opset"]) if "opset" in p else None)
+                       opset=int(p["opset"]) if "opset" in p else None,
+                       plugins=tuple(json.loads(p.get("plugins", "[]"))))
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{source}: unreadable spot-edge metadata: {exc}") from exc
         return info
@@ -153,7 +160,8 @@ class ArtifactInfo:
         return {"modality": self.modality, "config": json.loads(self.config_json),
                 "config_fingerprint": self.config_fingerprint, "preprocessing": self.preprocessing.to_dict(),
                 "embedding_dim": self.embedding_dim, "num_pose_maps": self.num_pose_maps,
-                "version": self.version, "normalization": self.normalization, "opset": self.opset}
+                "version": self.version, "normalization": self.normalization, "opset": self.opset,
+                "plugins": list(self.plugins)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ArtifactInfo":
@@ -162,7 +170,7 @@ class ArtifactInfo:
                    preprocessing=PreprocessSpec.from_dict(dict(data["preprocessing"])),
                    embedding_dim=int(data["embedding_dim"]), num_pose_maps=int(data.get("num_pose_maps", 56)),
                    version=data.get("version", "unknown"), normalization=data.get("normalization", NORMALIZATION),
-                   opset=data.get("opset"))
+                   opset=data.get("opset"), plugins=tuple(data.get("plugins") or ()))
 
 
 def read_onnx_info(path_or_model) -> ArtifactInfo:

@@ -75,20 +75,23 @@ def example_inputs(config, batch: int = 2, seed: int = 0) -> tuple[Tensor, Tenso
 
 
 def _plugin_exporter():
-    """The kernels area's TensorRT-plugin export helper, if it exists."""
-    import importlib
+    """The kernels area's ``export_onnx_with_plugins`` (a drop-in for ``torch.onnx.export`` that
+    writes the fused ops as TensorRT plugin nodes), or None when this installation lacks it."""
+    try:
+        from spot_edge.kernels import onnx_plugins
+    except ImportError:
+        return None
+    fn = getattr(onnx_plugins, "export_onnx_with_plugins", None)
+    return fn if callable(fn) else None
 
-    for module_name, attr in (("spot_edge.kernels", "export_onnx_with_plugins"),
-                              ("spot_edge.kernels.tensorrt_export", "export_onnx_with_plugins"),
-                              ("spot_edge.kernels.tensorrt", "export_onnx_with_plugins")):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, attr, None)
-        if callable(fn):
-            return fn
-    return None
+
+def plugin_operators() -> frozenset[str]:
+    """``"domain::op_type"`` of the kernels' TensorRT plugin nodes (allowed in plugin exports)."""
+    try:
+        from spot_edge.kernels import onnx_plugins
+    except ImportError:
+        return frozenset()
+    return frozenset(f"{onnx_plugins.ONNX_DOMAIN}::{op}" for op in onnx_plugins.PLUGIN_OP_TYPES)
 
 
 def export_onnx(model: nn.Module, path: str | Path, modality: str, opset: int = DEFAULT_OPSET,
@@ -102,8 +105,10 @@ def export_onnx(model: nn.Module, path: str | Path, modality: str, opset: int = 
         modality: ``"visible"`` or ``"infrared"``: which stem the graph holds.
         opset: ONNX opset, 17..20 (TensorRT 10.3 parses up to 20; LayerNormalization needs 17).
         dynamic_batch: batch dimension symbolic (``"batch"``); else fixed to ``trace_batch``.
-        plugins: replace the fused kernels by TensorRT plugin nodes (needs the kernels area's
-            ``export_onnx_with_plugins``); the default exports plain ONNX operators.
+        plugins: write the fused kernels as TensorRT plugin nodes (``spot_edge`` domain, through
+            ``spot_edge.kernels.onnx_plugins.export_onnx_with_plugins``); such a graph needs the
+            plugin library in TensorRT and does not run in ONNX Runtime. The default exports plain
+            ONNX operators that every runtime runs.
         check: run the ONNX checker with full shape inference and the TensorRT operator check.
         trace_batch: batch size of the example inputs used for tracing.
 
@@ -125,21 +130,16 @@ def export_onnx(model: nn.Module, path: str | Path, modality: str, opset: int = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = model.config
-    info = ArtifactInfo.from_config(config, modality, opset=opset)
+    info = ArtifactInfo.from_config(config, modality, opset=opset,
+                                    plugins=tuple(sorted(plugin_operators())) if plugins else ())
 
+    exporter = torch.onnx.export
     if plugins:
         exporter = _plugin_exporter()
         if exporter is None:
-            raise NotImplementedError("export with TensorRT plugins needs spot_edge.kernels.export_onnx_with_plugins, "
-                                      "which this installation does not provide; export without --plugins "
-                                      "(plain ONNX operators, parsed natively by TensorRT)")
-        with _eval_mode(model):
-            exporter(model, path, modality, opset=opset, dynamic_batch=dynamic_batch)
-        graph = onnx.load(str(path))
-        _write_with_metadata(graph, path, info)
-        if check:
-            check_onnx(path)
-        return path
+            raise NotImplementedError("export with TensorRT plugins needs spot_edge.kernels.onnx_plugins."
+                                      "export_onnx_with_plugins, which this installation does not provide; export "
+                                      "without --plugins (plain ONNX operators, parsed natively by TensorRT)")
 
     images, heatmaps = example_inputs(config, trace_batch)
     wrapper = SpotEmbeddingGraph(model, modality)
@@ -149,18 +149,24 @@ def export_onnx(model: nn.Module, path: str | Path, modality: str, opset: int = 
             warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarning on static shapes, legacy-exporter deprecation
         raw = Path(tmp) / "graph.onnx"
-        torch.onnx.export(wrapper, (images, heatmaps), str(raw), dynamo=False, opset_version=opset,
-                          input_names=[IMAGE_INPUT, HEATMAP_INPUT], output_names=[EMBEDDING_OUTPUT],
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+        kwargs = dict(opset_version=opset, input_names=[IMAGE_INPUT, HEATMAP_INPUT], output_names=[EMBEDDING_OUTPUT],
+                      dynamic_axes=dynamic_axes, do_constant_folding=True)
+        if plugins:
+            exporter(wrapper, (images, heatmaps), str(raw), **kwargs)
+        else:
+            exporter(wrapper, (images, heatmaps), str(raw), dynamo=False, **kwargs)
         graph = onnx.load(str(raw))
     _fix_output_shape(graph, config.embedding_dim, None if dynamic_batch else trace_batch)
     graph.doc_string = (f"SPOT visible-infrared ReID embedding ({modality} stem). Inputs: images (B,3,"
                         f"{config.preprocessing.height},{config.preprocessing.width}) float32 normalised outside "
                         f"the graph; heatmaps (B,{config.num_pose_maps},{'x'.join(map(str, config.preprocessing.heatmap_size))}). "
-                        f"Output: embedding (B,{config.embedding_dim}) L2-normalised.")
+                        f"Output: embedding (B,{config.embedding_dim}) L2-normalised."
+                        + (" Fused ops are TensorRT plugin nodes (spot_edge domain): load "
+                           "libspot_edge_trt_plugins.so before parsing; ONNX Runtime cannot run this graph."
+                           if plugins else ""))
     _write_with_metadata(graph, path, info)
     if check:
-        check_onnx(path)
+        check_onnx(path, allowed_plugins=plugin_operators() if plugins else frozenset())
     return path
 
 
@@ -195,8 +201,9 @@ def _write_with_metadata(graph, path: Path, info: ArtifactInfo) -> None:
     os.replace(tmp, path)
 
 
-def check_onnx(path: str | Path, trt_operators: bool = True) -> None:
-    """ONNX checker with strict shape inference, spot-edge metadata and (optionally) TensorRT operators."""
+def check_onnx(path: str | Path, trt_operators: bool = True, allowed_plugins: frozenset[str] = frozenset()) -> None:
+    """ONNX checker with strict shape inference, spot-edge metadata and (optionally) TensorRT operators
+    (``allowed_plugins``: ``"domain::op"`` plugin nodes accepted besides the parser's own list)."""
     import onnx
 
     path = Path(path)
@@ -207,7 +214,7 @@ def check_onnx(path: str | Path, trt_operators: bool = True) -> None:
 
     read_onnx_info(model)
     if trt_operators:
-        check_trt_operators(model)
+        check_trt_operators(model, allowed_plugins)
 
 
 # ------------------------------------------------------------------------ TensorRT operator list

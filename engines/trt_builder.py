@@ -232,25 +232,47 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_plugins(trt, logger, libraries: Sequence[Path]) -> dict[str, str]:
-    """Load plugin shared libraries and register TensorRT's own plugins; ``{library: version}``."""
+def load_plugins(trt, logger, libraries: Sequence[Path], default_version: str = "unknown") -> dict[str, str]:
+    """Load plugin libraries and register TensorRT's own plugins; ``{library name: version}``.
+
+    Uses ``trt.get_plugin_registry().load_library(path)`` (TensorRT 10: finds the library's
+    ``getCreators`` / ``getPluginCreators`` entry points, as ``trtexec --dynamicPlugins`` does);
+    a library may report its version through an ``extern "C" const char* spot_edge_plugin_version()``.
+    """
     loaded: dict[str, str] = {}
+    registry = trt.get_plugin_registry() if hasattr(trt, "get_plugin_registry") else None
     for lib in libraries:
         lib = Path(lib)
         if not lib.is_file():
             raise FileNotFoundError(f"plugin library not found: {lib}")
         try:
-            handle = ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            if registry is not None and hasattr(registry, "load_library"):
+                handle = registry.load_library(str(lib))
+                if handle is None:
+                    raise OSError("the plugin registry refused it")
+            else:
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         except OSError as exc:
             raise EngineBuildError(f"cannot load plugin library {lib}: {exc}") from exc
-        version = "unknown"
-        getter = getattr(handle, "spot_edge_plugin_version", None)
+        version = default_version
+        try:
+            getter = getattr(ctypes.CDLL(str(lib)), "spot_edge_plugin_version", None)
+        except OSError:
+            getter = None
         if getter is not None:
             getter.restype = ctypes.c_char_p
             version = getter().decode()
         loaded[lib.name] = version
     trt.init_libnvinfer_plugins(logger, "")
     return loaded
+
+
+def _kernels_plugin_version() -> str:
+    try:
+        from spot_edge.kernels.onnx_plugins import PLUGIN_VERSION
+    except ImportError:
+        return "unknown"
+    return str(PLUGIN_VERSION)
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions | None = None,
@@ -274,8 +296,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     info = read_onnx_info(onnx_path)
     gpu = gpu or current_gpu()
 
+    if info.plugins and not options.plugin_libraries:
+        raise EngineBuildError(f"{onnx_path} holds TensorRT plugin nodes ({', '.join(info.plugins)}): pass the plugin "
+                               f"library with --plugin (libspot_edge_trt_plugins.so, see spot_edge/kernels), or "
+                               f"export without --plugins")
     logger = trt.Logger(trt.Logger.WARNING)
-    plugins = load_plugins(trt, logger, options.plugin_libraries)
+    plugins = load_plugins(trt, logger, options.plugin_libraries, _kernels_plugin_version())
     plugins.update(options.plugin_versions)
     builder = trt.Builder(logger)
     network = builder.create_network(0)

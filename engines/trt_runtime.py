@@ -23,7 +23,7 @@ from typing import Sequence
 
 from spot_edge.engines.metadata import (EMBEDDING_OUTPUT, HEATMAP_INPUT, IMAGE_INPUT, ArtifactError, BatchProfile,
                                         EngineMetadata, EngineMismatchError, GpuInfo)
-from spot_edge.engines.trt_builder import current_gpu, import_tensorrt, load_plugins
+from spot_edge.engines.trt_builder import _kernels_plugin_version, current_gpu, import_tensorrt, load_plugins
 
 
 def plan_chunks(batch: int, profiles: Sequence[BatchProfile]) -> list[tuple[int, int, int]]:
@@ -76,7 +76,7 @@ class TrtEngineRunner:
         if gpu is None:
             gpu = current_gpu(self.device.index or 0)
         logger = trt.Logger(trt.Logger.WARNING)
-        plugins = load_plugins(trt, logger, [Path(p) for p in plugin_libraries])
+        plugins = load_plugins(trt, logger, [Path(p) for p in plugin_libraries], _kernels_plugin_version())
         self.metadata.verify(str(trt.__version__), gpu, modality, plugins, self.engine_path)
 
         self._runtime = trt.Runtime(logger)

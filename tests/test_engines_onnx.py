@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -118,19 +117,22 @@ def test_plugin_export_needs_the_kernels_helper(tmp_path, monkeypatch):
         export_onnx(small_model(), tmp_path / "p.onnx", "visible", plugins=True)
 
 
-def test_plugin_export_calls_the_helper_and_adds_metadata(tmp_path, monkeypatch):
-    from spot_edge.engines import onnx_export
+def test_plugin_export_writes_plugin_nodes_and_records_them(tmp_path):
+    """plugins=True goes through spot_edge.kernels.onnx_plugins.export_onnx_with_plugins."""
+    from spot_edge.backends import create_embedder
+    from spot_edge.engines import onnx_export, onnx_operators, unsupported_trt_operators
 
-    seen = {}
-
-    def helper(model, path, modality, opset, dynamic_batch):  # stands in for the kernels' exporter
-        seen.update(modality=modality, opset=opset)
-        shutil.copyfile(small_exports()[modality], path)
-
-    monkeypatch.setattr(onnx_export, "_plugin_exporter", lambda: helper)
-    path = export_onnx(small_model(), tmp_path / "p.onnx", "infrared", plugins=True)
-    assert seen == {"modality": "infrared", "opset": 17}
-    assert read_onnx_info(path).modality == "infrared"
+    if onnx_export._plugin_exporter() is None:
+        pytest.skip("spot_edge.kernels.onnx_plugins.export_onnx_with_plugins is not available")
+    path = export_onnx(small_model(), tmp_path / "p.infrared.onnx", "infrared", plugins=True)  # checks included
+    info = read_onnx_info(path)
+    assert info.modality == "infrared" and info.plugins
+    ops = onnx_operators(path)
+    assert ops["spot_edge::SpotStructureAttention"] == 1 and ops["spot_edge::SpotPartPool"] == 1  # ASR, TPI
+    assert ops["Einsum"] == 0 and ops["Softmax"] == 1  # only the TPI transformer's softmax is left
+    assert set(unsupported_trt_operators(path)) == set(info.plugins)  # only the plugin nodes are foreign
+    with pytest.raises(ValueError, match="plugin nodes"):
+        create_embedder(path)
 
 
 def test_reading_metadata_of_foreign_files(tmp_path):
@@ -146,3 +148,19 @@ def test_reading_metadata_of_foreign_files(tmp_path):
         read_onnx_info(tmp_path / "junk.onnx")
     with pytest.raises(FileNotFoundError):
         read_onnx_info(workdir() / "missing.onnx")
+
+
+def test_baseline_without_structure_has_no_heatmap_input(tmp_path):
+    """Table I #1 (B) uses no pose maps: its graph takes images only; the embedder ignores heatmaps."""
+    from spot_edge.backends import create_embedder
+    from spot_edge.model import SPOT, preset
+
+    model = SPOT(preset("baseline-small")).eval()
+    path = export_onnx(model, tmp_path / "base.visible.onnx", "visible")
+    assert [i.name for i in onnx.load(str(path), load_external_data=False).graph.input] == ["images"]
+    assert [i["name"] for i in json.loads(
+        {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}["spot_edge.inputs"])] \
+        == ["images"]
+    images, heatmaps = random_inputs(model.config, 3, seed=2)
+    got = create_embedder(path, threads=1).embed(images, heatmaps, "visible")
+    assert np.abs(got - torch_reference(model, images, heatmaps, "visible")).max() < 1e-4

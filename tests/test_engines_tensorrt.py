@@ -255,3 +255,22 @@ def test_real_tensorrt_fp16_engine_matches_pytorch(tmp_path):
     got = embedder.embed(images, heatmaps, "infrared")
     expected = torch_reference(small_model(), images, heatmaps, "infrared")
     assert (got * expected).sum(axis=1).min() > 0.99  # FP16: cosine, not bit equality
+
+
+def test_plugin_graph_needs_its_library(trt, tmp_path):
+    from spot_edge.engines import export_onnx
+    from spot_edge.engines.onnx_export import _plugin_exporter
+
+    if _plugin_exporter() is None:
+        pytest.skip("spot_edge.kernels.onnx_plugins is not available")
+    graph = export_onnx(small_model(), tmp_path / "p.visible.onnx", "visible", plugins=True)
+    with pytest.raises(EngineBuildError, match="--plugin"):
+        build_engine(graph, tmp_path / "p.engine", gpu=ORIN)
+    library = tmp_path / "libspot_edge_trt_plugins.so"
+    library.write_bytes(b"stands in for the plugin library")  # the double's registry only records it
+    meta = build_engine(graph, tmp_path / "p.engine", BuildOptions(plugin_libraries=(library,)), gpu=ORIN)
+    assert meta.plugins == {"libspot_edge_trt_plugins.so": "1"} and meta.artifact.plugins
+    with pytest.raises(EngineMismatchError, match="needs the plugin library libspot_edge_trt_plugins.so"):
+        TrtEngineRunner(tmp_path / "p.engine", device="cpu", gpu=ORIN)
+    runner = TrtEngineRunner(tmp_path / "p.engine", device="cpu", gpu=ORIN, plugin_libraries=[library])
+    assert runner.modality == "visible"

@@ -48,6 +48,22 @@ class Logger:
         self.min_severity = min_severity
 
 
+class IPluginRegistry:
+    def load_library(self, path: str):
+        """Returns a handle, or None when the library cannot be loaded (TensorRT 10)."""
+        import os
+
+        calls.append(("load_library", path))
+        return object() if os.path.isfile(path) else None
+
+
+_registry = IPluginRegistry()
+
+
+def get_plugin_registry() -> IPluginRegistry:
+    return _registry
+
+
 def init_libnvinfer_plugins(logger, namespace) -> bool:
     calls.append(("init_libnvinfer_plugins", namespace))
     return True
@@ -140,7 +156,10 @@ class OnnxParser:
         except Exception as exc:
             self.errors.append(_ParserError(f"failed to load {path}: {exc}"))
             return False
+        plugin_libraries = [c[1] for c in calls if c[0] == "load_library"]
         for op in unsupported_trt_operators(model):
+            if "::" in op and plugin_libraries:  # a plugin node, its library loaded
+                continue
             self.errors.append(_ParserError(f"No importer registered for op: {op}"))
         if self.errors:
             return False
@@ -295,7 +314,12 @@ class ICudaEngine:
         self.header = header
         self.names = header["inputs"] + [o[0] for o in header["outputs"]]
         self.output_dims = {o[0]: o[1] for o in header["outputs"]}
-        self.session = _session(onnx_bytes)
+        self.onnx_bytes = onnx_bytes
+
+    @property
+    def session(self):
+        """ONNX Runtime session of the graph, made on first execution (plugin graphs never run)."""
+        return _session(self.onnx_bytes)
 
     @property
     def num_io_tensors(self) -> int:

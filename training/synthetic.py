@@ -58,7 +58,7 @@ __all__ = [
 
 VISIBLE_CAMERAS = (1, 2, 4, 5)
 INFRARED_CAMERAS = (3, 6)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
@@ -502,6 +502,10 @@ def _colour_image(ident: Identity, camera: int, label: np.ndarray, shade: np.nda
     return np.ascontiguousarray((rgb[..., ::-1] * 255.0).astype(np.float32))  # BGR
 
 
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+
+
 def _thermal(ident: Identity, camera: int, label: np.ndarray, shade: np.ndarray, top_tex: np.ndarray,
              bottom_tex: np.ndarray, occluder: Any, rng: np.random.Generator) -> np.ndarray:
     """Temperature-like intensity: background cool, skin warmest, clothes by insulation."""
@@ -518,28 +522,35 @@ def _thermal(ident: Identity, camera: int, label: np.ndarray, shade: np.ndarray,
     temp[HAIR] = 0.55
     temp[SHOES] = 0.35
     temp[ACCESSORY] = ambient + 0.1
-    temp[TOP] = 0.35 + 0.55 * ident.top_warmth
-    temp[BOTTOM] = 0.35 + 0.55 * ident.bottom_warmth
+    # Garment intensity: the garment's own warmth (fabric, layers) mixed with how its dye
+    # reflects / emits, which correlates loosely with the visible luminance: a weak
+    # cross-modality link, no colour.
+    top_lum, top_lum2 = (_luminance(c) for c in ident.top_colours)
+    bottom_lum, bottom_lum2 = (_luminance(c) for c in ident.bottom_colours)
+    temp[TOP] = 0.3 + 0.35 * ident.top_warmth + 0.3 * top_lum
+    temp[BOTTOM] = 0.3 + 0.35 * ident.bottom_warmth + 0.3 * bottom_lum
     body = temp[label]
-    # Texture weakly visible (different fibres or layers).
-    body = body + np.where(label == TOP, 0.05 * (top_tex - 0.5), 0) + np.where(label == BOTTOM, 0.04 * (bottom_tex - 0.5), 0)
+    # Texture only weakly visible: its contrast follows the luminance contrast of its two dyes.
+    top_amp = 0.03 + 0.25 * abs(top_lum2 - top_lum)
+    bottom_amp = 0.03 + 0.25 * abs(bottom_lum2 - bottom_lum)
+    body = body + np.where(label == TOP, top_amp * (top_tex - 0.5), 0) + np.where(label == BOTTOM, bottom_amp * (bottom_tex - 0.5), 0)
     body = body * (0.9 + 0.1 * shade)
     img = np.where(label != BG, body, bg)
     if occluder is not None:
         x0, y0, x1, y1 = occluder
         cv2.rectangle(img, (x0, y0), (x1, y1), float(ambient + rng.uniform(-0.05, 0.1)), -1)
     # Sensor response: random gain, offset and gamma (contrast differs from the visible side).
-    img = np.clip(img, 0, 1) ** rng.uniform(0.7, 1.5)
-    img = np.clip(img * rng.uniform(0.7, 1.15) + rng.uniform(-0.05, 0.12), 0, 1)
+    img = np.clip(img, 0, 1) ** rng.uniform(0.75, 1.35)
+    img = np.clip(img * rng.uniform(0.8, 1.1) + rng.uniform(-0.04, 0.1), 0, 1)
     return np.repeat((img * 255.0)[..., None], 3, axis=2)
 
 
 def _finish(image: np.ndarray, infrared: bool, rng: np.random.Generator) -> np.ndarray:
     """Blur and sensor noise at the output resolution; returns uint8 (H, W, 3) BGR."""
     if infrared:
-        sigma = rng.uniform(0.6, 1.3)
+        sigma = rng.uniform(0.5, 1.0)
         image = cv2.GaussianBlur(image, (0, 0), sigma)
-        noise = rng.normal(0, rng.uniform(3, 9), image.shape[:2]).astype(np.float32)[..., None]
+        noise = rng.normal(0, rng.uniform(3, 7), image.shape[:2]).astype(np.float32)[..., None]
         image = image + noise  # same noise on all channels: still one intensity
     else:
         if rng.random() < 0.5:

@@ -66,6 +66,10 @@ class OnnxRuntimeEmbedder(Embedder):
 
         paths = find_per_modality(source, ONNX_SUFFIXES, onnx_modality, "ONNX model")
         infos = {m: read_onnx_info(p) for m, p in paths.items()}
+        for m, info in infos.items():
+            if info.plugins:
+                raise ValueError(f"{paths[m]} holds TensorRT plugin nodes ({', '.join(info.plugins)}) that ONNX "
+                                 f"Runtime cannot run; export without --plugins for onnxruntime")
         first = next(iter(infos.values()))
         for m, info in infos.items():
             if info.config_fingerprint != first.config_fingerprint:

@@ -591,7 +591,7 @@ class Pipeline:
         want_png = cfg.frames_every and frame.index % cfg.frames_every == 0
         if not (cfg.write_video or want_png):
             return
-        header = f"{name} ({frame.modality}) #{frame.index}"
+        header = (name if name == frame.modality else f"{name} ({frame.modality})") + f" #{frame.index}"
         image = annotate_frame(frame.image, w.events, header=header)
         if cfg.write_video:
             writer = self._videos.get(name)

@@ -1,0 +1,70 @@
+"""parity: cosine agreement and retrieval change between a candidate backend and the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spot_edge.backends.base import Embedder
+from spot_edge.backends.parity import embedding_agreement, parity_report, retrieval_metrics
+from spot_edge.preprocessing import PreprocessSpec
+
+SPEC = PreprocessSpec(height=32, width=16, heatmap_stride=8)
+
+
+class Projection(Embedder):
+    """A fixed random projection of the image pixels (+ optional noise): a stand-in network."""
+
+    name = "projection"
+    preprocessing = SPEC
+    embedding_dim = 8
+    modalities = ("visible", "infrared")
+    config_fingerprint = "abc"
+
+    def __init__(self, noise: float = 0.0) -> None:
+        self.weights = np.random.default_rng(0).standard_normal((3 * 32 * 16, 8)).astype(np.float32)
+        self.noise = noise
+
+    def _embed_batch(self, images, heatmaps, modality):
+        out = images.reshape(len(images), -1) @ self.weights
+        out += self.noise * np.random.default_rng(1).standard_normal(out.shape).astype(np.float32) * np.abs(out).mean()
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _data(n=8):
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((n // 2, 3, 32, 16)).astype(np.float32)
+    images = np.concatenate([base, base + 0.05 * rng.standard_normal(base.shape).astype(np.float32)])
+    heatmaps = rng.random((n, 56, 4, 2)).astype(np.float32)
+    files = [f"{i}.png" for i in range(n)]
+    labels = {f: {"pid": str(i % (n // 2)), "camid": "1" if i < n // 2 else "2",
+                  "modality": "visible" if i < n // 2 else "infrared", "split": "gallery" if i < n // 2 else "query"}
+              for i, f in enumerate(files)}
+    return images, heatmaps, files, labels
+
+
+def test_identical_backends_agree_exactly():
+    images, heatmaps, files, labels = _data()
+    report = parity_report(Projection(), Projection(), images, heatmaps, "visible", files, labels)
+    assert report["agreement"]["cosine_min"] > 0.99999 and report["agreement"]["max_abs_diff"] < 1e-6
+    assert report["retrieval"]["reference"]["R1"] == 100.0  # each query's near-duplicate is its match
+    assert report["retrieval"]["change"] == {"R1": 0.0, "mAP": 0.0, "mINP": 0.0}
+
+
+def test_a_noisy_backend_shows_lower_cosine_and_a_metric_change():
+    images, heatmaps, files, labels = _data()
+    report = parity_report(Projection(), Projection(noise=2.0), images, heatmaps, "visible", files, labels)
+    assert report["agreement"]["cosine_mean"] < 0.99
+    assert report["retrieval"]["change"]["mAP"] <= 0.0
+
+
+def test_mismatches_are_refused():
+    images, heatmaps, _, _ = _data()
+    other = Projection()
+    other.config_fingerprint = "zzz"
+    with pytest.raises(ValueError, match="different configurations"):
+        parity_report(Projection(), other, images, heatmaps, "visible")
+    with pytest.raises(ValueError, match="shape"):
+        embedding_agreement(np.ones((2, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="not in the folder"):
+        retrieval_metrics(np.ones((1, 2), np.float32), ["a.png"], {"b.png": {"split": "query"}})
