@@ -14,7 +14,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def _parse_hw(text: str, what: str) -> tuple[int, int]:
@@ -23,15 +22,6 @@ def _parse_hw(text: str, what: str) -> tuple[int, int]:
     except ValueError:
         raise typer.BadParameter(f"{what} must look like HEIGHTxWIDTH, e.g. 368x368; got {text!r}") from None
     return h, w
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return files
 
 
 def _config(name: str, stages: int):
@@ -115,14 +105,14 @@ def maps(
     from spot_edge.pose.openpose_png import heatmaps_png_name, write_pose_heatmaps_png
     from spot_edge.pose.parse import parse_pose_maps
 
-    files = _images(images)
+    from spot_edge.imageio import list_images, read_image
+
+    files = list_images(images)
     est = PoseEstimator.from_weights(weights, config=_config(config, stages), device=device)
     with _progress() as progress:
         task = progress.add_task("pose maps", total=len(files))
         for f in files:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)  # grey files come back as 3 equal channels
-            if img is None:
-                raise ValueError(f"cannot read image {f} (corrupt or unsupported format)")
+            img = read_image(f)  # grey files come back as 3 equal channels
             scale = 1.0
             if net_height > 0:
                 scale = net_height / img.shape[0]

@@ -19,11 +19,11 @@ import numpy as np
 import typer
 
 from spot_edge.cli.common import CliError, console, friendly_errors
+from spot_edge.imageio import IMAGE_SUFFIXES
 
 app = typer.Typer(help="Pictures: class-activation overlays, part maps, t-SNE, top-k retrievals.",
                   no_args_is_help=True)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 # ----------------------------------------------------------------------------- shared helpers

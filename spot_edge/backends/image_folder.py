@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spot_edge.imageio import list_images  # noqa: F401  (re-exported for callers of this module)
 from spot_edge.preprocessing import PreprocessSpec
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -37,16 +36,6 @@ class ImageFolder:
     heatmaps: np.ndarray
     files: list[str]
     labels: dict[str, dict[str, str]] | None = None
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
 
 
 def pose_maps_for(image_path: Path, image_shape: tuple[int, int], spec: PreprocessSpec,

@@ -185,7 +185,6 @@ class SPOT(nn.Module):
     def feature_maps(self, images: Tensor, heatmaps: Tensor | None, modality: Modality
                      ) -> tuple[Tensor, Tensor | None]:
         """Backbone with structure injection: ``F_I (B, C, h, w)`` and ``F_S (B, C_S, h, w)`` (or None)."""
-        c = self.config
         paths = self.backbone.specific
         x = self._per_modality(images, modality, lambda m, t: paths[m].layer1(paths[m].stem(t)))
         structure_maps: list[Tensor] | None = None

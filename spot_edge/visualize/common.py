@@ -12,6 +12,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from spot_edge.imageio import read_image
+
 
 def category_colours(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct BGR colours (cycling matplotlib's tab10/tab20 palettes)."""
@@ -28,13 +30,7 @@ def category_colours(n: int) -> list[tuple[int, int, int]]:
 def as_bgr_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
     """An image file path or array -> ``(H, W, 3)`` uint8 BGR (gray is replicated)."""
     if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        loaded = cv2.imread(path, cv2.IMREAD_COLOR)
-        if loaded is None:
-            raise ValueError(f"cannot decode image {path} (corrupt or not an image)")
-        return loaded
+        return read_image(image)
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
