@@ -15,9 +15,9 @@ app = typer.Typer()
 def demo(
     out_dir: Path = typer.Option(Path("spot-edge-demo"), "--out", "-o", help="Results folder."),
     epochs: int = typer.Option(12, help="Training epochs of SPOT-small."),
-    batches_per_epoch: int = typer.Option(24, help="Identity-sampler batches per epoch."),
-    num_train: int = typer.Option(64, help="Synthetic training identities."),
-    num_test: int = typer.Option(24, help="Synthetic test identities."),
+    batches_per_epoch: int = typer.Option(30, help="Identity-sampler batches per epoch."),
+    num_train: int = typer.Option(96, help="Synthetic training identities."),
+    num_test: int = typer.Option(32, help="Synthetic test identities."),
     video_frames: int = typer.Option(48, help="Frames of each generated video."),
     preset: str = typer.Option("spot-small", help="Model preset (a '-small' one for CPUs)."),
     seed: int = typer.Option(0, help="Seed of data generation and training."),

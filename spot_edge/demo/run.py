@@ -35,11 +35,11 @@ class DemoConfig:
 
     out_dir: str = "spot-edge-demo"
     preset: str = "spot-small"
-    num_train: int = 64
-    num_test: int = 24
-    images_per_camera: tuple[int, int] = (3, 5)
+    num_train: int = 96
+    num_test: int = 32
+    images_per_camera: tuple[int, int] = (4, 6)
     epochs: int = 12
-    batches_per_epoch: int = 24
+    batches_per_epoch: int = 30
     eval_trials: int = 10
     video_people: int = 4
     video_frames: int = 48
