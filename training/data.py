@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
+from spot_edge.imageio import read_image  # the project's one image reader (re-exported here)
 from spot_edge.preprocessing import PreprocessSpec
 from spot_edge.training.augment import flip_pair, pad_crop_pair, random_erase
 from spot_edge.training.config import AugmentConfig
@@ -25,16 +24,6 @@ from spot_edge.training.heatmap_cache import HeatmapCache
 from spot_edge.training.sampler import IdentitySampler
 
 __all__ = ["ImageStore", "TrainBatches", "read_image"]
-
-
-def read_image(path: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 BGR (grayscale replicated); clear error for a missing or corrupt file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image {path} (corrupt or not an image)")
-    return image
 
 
 class ImageStore:

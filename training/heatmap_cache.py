@@ -222,7 +222,7 @@ def build_heatmap_cache(cache_dir: str | os.PathLike, image_root: str | os.PathL
     if not rels:
         raise ValueError("no images given to build a heatmap cache for")
     os.makedirs(cache_dir, exist_ok=True)
-    tmp_data = os.path.join(cache_dir, DATA + ".tmp")
+    tmp_data = os.path.join(cache_dir, f"{DATA}.tmp{os.getpid()}")  # unique: concurrent builders never collide
     data = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.dtype(dtype), shape=(len(rels), NUM_MAPS, h, w))
     entries = []
     for i, rel in enumerate(rels):
@@ -242,7 +242,7 @@ def build_heatmap_cache(cache_dir: str | os.PathLike, image_root: str | os.PathL
     del data
     manifest = {"format": FORMAT, "dtype": dtype, "map_size": [h, w], "num_maps": NUM_MAPS,
                 "source": source_name, "count": len(rels), "entries": entries}
-    tmp_manifest = os.path.join(cache_dir, MANIFEST + ".tmp")
+    tmp_manifest = os.path.join(cache_dir, f"{MANIFEST}.tmp{os.getpid()}")
     with open(tmp_manifest, "w", encoding="utf-8") as f:
         json.dump(manifest, f)
     os.replace(tmp_data, os.path.join(cache_dir, DATA))
