@@ -35,7 +35,7 @@ class DataConfig:
         heatmap_source: "keypoints" (ground-truth keypoints of a synthetic tree), "cache"
             (an existing cache, built elsewhere) or "none" (configurations without structure).
         heatmap_cache: cache folder; default ``<root>/heatmap_cache_<h>x<w>``.
-        heatmap_size: ``[h, w]`` of the stored maps; default stride 8 of the input.
+        heatmap_size: ``[h, w]`` of the stored maps; default the model's ``preprocessing.heatmap_size``.
         heatmap_dtype: "uint8" or "float16".
         preload: decode and resize all training images into memory once.
         workers: DataLoader worker processes (0: load in the training process).

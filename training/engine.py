@@ -165,7 +165,7 @@ def load_train_set(config: TrainConfig) -> TrainSet:
 def heatmap_settings(config: TrainConfig, spot_config) -> tuple[str, tuple[int, int]]:
     """``(cache folder, map size)`` of a run."""
     spec = spot_config.preprocessing
-    size = tuple(config.data.heatmap_size or (max(1, spec.height // 8), max(1, spec.width // 8)))
+    size = tuple(config.data.heatmap_size or spec.heatmap_size)  # default: the model's PreprocessSpec
     folder = config.data.heatmap_cache or os.path.join(config.data.root,
                                                        f"heatmap_cache_{size[0]}x{size[1]}_{config.data.heatmap_dtype}")
     return folder, size  # type: ignore[return-value]
@@ -186,15 +186,16 @@ def prepare_heatmaps(config: TrainConfig, spot_config, required: list[str], ctx:
     folder, size = heatmap_settings(config, spot_config)
     root = config.data.root
     if source == "keypoints" and ctx.is_main:
-        problems = None
-        try:
-            cache = HeatmapCache(folder, root)
-            if tuple(cache.map_size) != tuple(size):
-                problems = [f"map size {cache.map_size} != {size}"]
-            else:
-                problems = cache.verify(required) or None
-        except HeatmapCacheError as exc:
-            problems = [str(exc)]
+        problems: list[str] | None = ["first use: rendering the ground-truth keypoints"]
+        if Path(folder).exists():
+            try:
+                cache = HeatmapCache(folder, root)
+                if tuple(cache.map_size) != tuple(size):
+                    problems = [f"map size {cache.map_size} != {size}"]
+                else:
+                    problems = cache.verify(required) or None
+            except HeatmapCacheError as exc:
+                problems = [str(exc)]
         if problems:
             from spot_edge.training.synthetic import load_keypoints
 

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from spot_edge.pose.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
+from spot_edge.training.datasets import SYSU_INFRARED_CAMERAS, SYSU_VISIBLE_CAMERAS
 
 __all__ = [
     "SyntheticConfig",
@@ -56,8 +57,9 @@ __all__ = [
     "keypoints_for_image",
 ]
 
-VISIBLE_CAMERAS = (1, 2, 4, 5)
-INFRARED_CAMERAS = (3, 6)
+# The SYSU-MM01 camera roles, from the one place that defines the layout.
+VISIBLE_CAMERAS = SYSU_VISIBLE_CAMERAS
+INFRARED_CAMERAS = SYSU_INFRARED_CAMERAS
 GENERATOR_VERSION = 2
 
 _K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
