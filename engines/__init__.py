@@ -9,8 +9,7 @@
 Heavy modules are imported lazily.
 """
 
-from importlib import import_module
-from typing import Any
+from spot_edge._lazy import lazy_attributes
 
 _LAZY = {
     "export_onnx": "spot_edge.engines.onnx_export",
@@ -38,10 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spot_edge.engines' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -12,8 +12,8 @@ One import namespace. The top-level folders of the repository map to subpackages
 Heavy modules (torch) are imported lazily so that ``spot-edge --version`` stays fast.
 """
 
-from importlib import import_module
-from typing import Any
+
+from spot_edge._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -24,10 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spot_edge' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

@@ -15,9 +15,7 @@ Modules (each owns one idea):
 The light names below are imported eagerly; the torch-based ones on first use.
 """
 
-from importlib import import_module
-from typing import Any
-
+from spot_edge._lazy import lazy_attributes
 from spot_edge.pose.render import render_pose_maps
 from spot_edge.pose.skeleton import (
     KEYPOINT_NAMES,
@@ -50,10 +48,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spot_edge.pose' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
