@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from spot_edge import __version__
+from spot_edge.cli.common import guard_command
 
 app = typer.Typer(
     name="spot-edge",
@@ -30,7 +31,7 @@ def _root(
 
 
 #: Modules whose commands sit at the top level (``spot-edge train``, ``spot-edge build-engine``...).
-TOP_LEVEL = ("train", "engines", "run", "bench", "doctor", "demo")
+TOP_LEVEL = ("train", "engines", "run", "gallery", "bench", "doctor", "demo")
 #: Modules that form a command group (``spot-edge pose maps``...).
 GROUPS = ("model", "pose", "kernels", "visualize")
 
@@ -54,7 +55,18 @@ def _register() -> None:
             app.registered_groups.extend(sub.registered_groups)
 
 
+def _guard_all(typer_app: typer.Typer) -> None:
+    """Every command's callback, in groups too, reports errors as one line (cli/common.py)."""
+    for command in typer_app.registered_commands:
+        if command.callback is not None:
+            command.callback = guard_command(command.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _guard_all(group.typer_instance)
+
+
 _register()
+_guard_all(app)
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline_fakes import FakeEmbedder, write_test_video  # noqa: E402
 
+from spot_edge.cli import gallery as gallery_cli  # noqa: E402
 from spot_edge.cli import run as run_cli  # noqa: E402
+from spot_edge.cli.app import app as root_app  # noqa: E402
 from spot_edge.gallery import Gallery  # noqa: E402
 
 runner = CliRunner()
@@ -22,7 +24,8 @@ runner = CliRunner()
 @pytest.fixture
 def fake_model(monkeypatch):
     emb = FakeEmbedder()
-    monkeypatch.setattr(run_cli, "_load_embedder", lambda *a, **k: emb)
+    monkeypatch.setattr(run_cli, "load_embedder", lambda *a, **k: emb)
+    monkeypatch.setattr(gallery_cli, "load_embedder", lambda *a, **k: emb)
     return emb
 
 
@@ -42,51 +45,51 @@ def _labelled_npz(path: Path, rng, n_ids=5, per=3, dim=8):
 def test_gallery_commands(tmp_path, rng):
     npz = _labelled_npz(tmp_path / "lab.npz", rng)
     g = tmp_path / "g"
-    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(g), "--embeddings", str(npz), "--camera", "cam1",
+    r = runner.invoke(root_app, ["gallery", "enroll", str(g), "--embeddings", str(npz), "--camera", "cam1",
                                     "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["added"] == 30
-    r = runner.invoke(run_cli.app, ["gallery", "calibrate", str(g), "--target-fmr", "0.05", "--json"])
+    r = runner.invoke(root_app, ["gallery", "calibrate", str(g), "--target-fmr", "0.05", "--json"])
     assert r.exit_code == 0, r.output
     cal = json.loads(r.stdout)
     assert cal["fmr"] <= 0.05 and cal["tmr"] > 0.5
     assert Gallery.load(g).threshold == pytest.approx(cal["threshold"])
 
-    r = runner.invoke(run_cli.app, ["gallery", "list", str(g), "--json"])
+    r = runner.invoke(root_app, ["gallery", "list", str(g), "--json"])
     summary = json.loads(r.stdout)
     assert summary["entries"] == 30 and summary["identities"]["p0"] == {"visible": 3, "infrared": 3}
-    assert runner.invoke(run_cli.app, ["gallery", "list", str(g)]).exit_code == 0
+    assert runner.invoke(root_app, ["gallery", "list", str(g)]).exit_code == 0
 
     # match: query embeddings (infrared) against the visible entries
     q = np.load(npz)["embeddings"][15:18]
     np.save(tmp_path / "q.npy", q)
-    r = runner.invoke(run_cli.app, ["match", str(g), "--embeddings", str(tmp_path / "q.npy"), "--modality",
+    r = runner.invoke(root_app, ["match", str(g), "--embeddings", str(tmp_path / "q.npy"), "--modality",
                                     "infrared", "--top-k", "3", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)["results"]
     assert [x["identity"] for x in res] == ["p0"] * 3
     assert all(m["entry"]["modality"] == "visible" for x in res for m in x["matches"])
-    assert runner.invoke(run_cli.app, ["match", str(g), "--embeddings", str(tmp_path / "q.npy")]).exit_code == 0
+    assert runner.invoke(root_app, ["match", str(g), "--embeddings", str(tmp_path / "q.npy")]).exit_code == 0
 
-    r = runner.invoke(run_cli.app, ["gallery", "remove", str(g), "--identity", "p0"])
+    r = runner.invoke(root_app, ["gallery", "remove", str(g), "--identity", "p0"])
     assert r.exit_code == 0 and len(Gallery.load(g)) == 24
-    r = runner.invoke(run_cli.app, ["gallery", "remove", str(g), "--identity", "nobody"])
+    r = runner.invoke(root_app, ["gallery", "remove", str(g), "--identity", "nobody"])
     assert r.exit_code == 1 and "nothing matched" in r.output
 
 
 def test_gallery_errors(tmp_path):
-    r = runner.invoke(run_cli.app, ["gallery", "list", str(tmp_path / "none")])
+    r = runner.invoke(root_app, ["gallery", "list", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no gallery" in r.output
     np.save(tmp_path / "e.npy", np.ones((2, 8), np.float32))
-    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy")])
+    r = runner.invoke(root_app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy")])
     assert r.exit_code == 2 and "--identity" in r.output
-    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy"),
+    r = runner.invoke(root_app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy"),
                                     "--identity", "x", "--modality", "thermal"])
     assert r.exit_code == 2 and "modality" in r.output
-    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy"),
+    r = runner.invoke(root_app, ["gallery", "enroll", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e.npy"),
                                     "--identity", "x"])
     assert r.exit_code == 0
-    r = runner.invoke(run_cli.app, ["gallery", "calibrate", str(tmp_path / "g")])
+    r = runner.invoke(root_app, ["gallery", "calibrate", str(tmp_path / "g")])
     assert r.exit_code == 2 and "infrared" in r.output  # needs both modalities
 
 
@@ -95,7 +98,7 @@ def test_run_command_on_videos(tmp_path, fake_model):
     ki = write_test_video(tmp_path / "ir.avi", "infrared", frames=8)
     out = tmp_path / "out"
     g = tmp_path / "g"
-    r = runner.invoke(run_cli.app, [
+    r = runner.invoke(root_app, [
         "run", "--visible", str(tmp_path / "vis.avi"), "--visible-keypoints", str(kv),
         "--infrared", str(tmp_path / "ir.avi"), "--infrared-keypoints", str(ki),
         "--model", "fake.onnx", "--gallery", str(g), "--out", str(out), "--frames-every", "4", "--json"])
@@ -107,7 +110,7 @@ def test_run_command_on_videos(tmp_path, fake_model):
     assert (out / "annotated_infrared.avi").exists() and (out / "frames" / "visible" / "000004.png").exists()
 
     # with the live table (not --json) and the summary printed
-    r = runner.invoke(run_cli.app, ["run", "--infrared", str(tmp_path / "ir.avi"), "--infrared-keypoints", str(ki),
+    r = runner.invoke(root_app, ["run", "--infrared", str(tmp_path / "ir.avi"), "--infrared-keypoints", str(ki),
                                     "--model", "fake.onnx", "--gallery", str(g), "--out", str(out / "2"),
                                     "--no-video"])
     assert r.exit_code == 0, r.output
@@ -116,23 +119,23 @@ def test_run_command_on_videos(tmp_path, fake_model):
 
 
 def test_run_command_errors(tmp_path, fake_model):
-    r = runner.invoke(run_cli.app, ["run", "--model", "x"])
+    r = runner.invoke(root_app, ["run", "--model", "x"])
     assert r.exit_code == 2 and "at least one source" in r.output
     write_test_video(tmp_path / "v.avi", "visible", frames=2)
-    r = runner.invoke(run_cli.app, ["run", "--visible", str(tmp_path / "v.avi"), "--model", "x"])
+    r = runner.invoke(root_app, ["run", "--visible", str(tmp_path / "v.avi"), "--model", "x"])
     assert r.exit_code == 2 and "--pose-weights" in r.output
-    r = runner.invoke(run_cli.app, ["run", "--visible", str(tmp_path / "missing.avi"), "--visible-keypoints",
+    r = runner.invoke(root_app, ["run", "--visible", str(tmp_path / "missing.avi"), "--visible-keypoints",
                                     str(tmp_path / "v.avi.keypoints.jsonl"), "--model", "x"])
     assert r.exit_code == 2 and "not found" in r.output
-    r = runner.invoke(run_cli.app, ["run", "--visible", str(tmp_path / "v.avi"), "--visible-keypoints",
+    r = runner.invoke(root_app, ["run", "--visible", str(tmp_path / "v.avi"), "--visible-keypoints",
                                     str(tmp_path / "v.avi.keypoints.jsonl"), "--pose-weights", str(tmp_path / "no.pth"),
                                     "--model", "x"])
     assert r.exit_code == 0  # keypoints given: OpenPose weights not needed for this source
-    r = runner.invoke(run_cli.app, ["run", "--infrared", str(tmp_path / "v.avi"), "--pose-weights",
+    r = runner.invoke(root_app, ["run", "--infrared", str(tmp_path / "v.avi"), "--pose-weights",
                                     str(tmp_path / "no.pth"), "--model", "x"])
     assert r.exit_code == 2 and "weights not found" in r.output
     (tmp_path / "corrupt.avi").write_bytes(b"\x00" * 64)
-    r = runner.invoke(run_cli.app, ["run", "--visible", str(tmp_path / "corrupt.avi"), "--visible-keypoints",
+    r = runner.invoke(root_app, ["run", "--visible", str(tmp_path / "corrupt.avi"), "--visible-keypoints",
                                     str(tmp_path / "v.avi.keypoints.jsonl"), "--model", "x", "--quiet",
                                     "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "cannot open" in r.output
@@ -141,7 +144,7 @@ def test_run_command_errors(tmp_path, fake_model):
 def test_help_has_examples():
     for args in (["run", "--help"], ["match", "--help"], ["gallery", "enroll", "--help"],
                  ["gallery", "calibrate", "--help"]):
-        r = runner.invoke(run_cli.app, args)
+        r = runner.invoke(root_app, args)
         assert r.exit_code == 0 and "spot-edge" in r.output, args
 
 
@@ -171,13 +174,13 @@ def test_enroll_and_match_image_folders(tmp_path, fake_model):
     crops(tmp_path / "vis", "visible")
     crops(tmp_path / "ir", "infrared")
     g = tmp_path / "g"
-    r = runner.invoke(run_cli.app, ["gallery", "enroll", str(g), "--images", str(tmp_path / "vis"), "--model", "x",
+    r = runner.invoke(root_app, ["gallery", "enroll", str(g), "--images", str(tmp_path / "vis"), "--model", "x",
                                     "--modality", "visible", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["identities"] == ["alice", "bob"]
     entry = Gallery.load(g).entries[0]
     assert entry.thumbnail.endswith("alice0.png") and entry.modality == "visible"
-    r = runner.invoke(run_cli.app, ["match", str(g), "--images", str(tmp_path / "ir"), "--model", "x",
+    r = runner.invoke(root_app, ["match", str(g), "--images", str(tmp_path / "ir"), "--model", "x",
                                     "--modality", "infrared", "--threshold", "0.5", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)["results"]
