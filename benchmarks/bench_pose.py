@@ -22,7 +22,7 @@ from spot_edge.pose.info import count_cost
 from spot_edge.pose.network import OpenPoseBody, RandomWeightsWarning, get_pose_config, select_pose_maps
 from spot_edge.pose.parse import parse_pose_maps
 from spot_edge.pose.render import render_pose_maps
-from spot_edge.pose.synthetic import crowd
+from spot_edge.pose.synthetic_skeletons import crowd
 
 
 def _hw(text: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import CliError, console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, CliError, console, friendly_errors, print_json
 
 
 def _parse_hw(text: str) -> tuple[int, int]:
@@ -78,7 +78,7 @@ def bench(
       spot-edge bench --preset spot --device cuda --precision fp16 --batch 1 --batch 64
       spot-edge bench --backend onnxruntime --backend pytorch --threads 2
     """
-    from spot_edge.bench import DEFAULT_STAGES, BenchSettings, markdown_table, run_benchmark, write_report
+    from spot_edge.latency import DEFAULT_STAGES, BenchSettings, markdown_table, run_benchmark, write_report
 
     with friendly_errors():
         settings = BenchSettings(
@@ -126,7 +126,7 @@ def _print_table(report: dict) -> None:
                       + (f", measured {t['measured']}" if t["measured"] is not None else ""), highlight=False)
 
 
-app = typer.Typer(help="Latency and throughput benchmark.")
+app = CliApp(help="Latency and throughput benchmark.")
 app.command("bench")(bench)
 
 __all__ = ["bench", "app", "load_model"]

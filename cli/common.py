@@ -28,7 +28,7 @@ from rich.console import Console
 from spot_edge.errors import SpotEdgeError
 from spot_edge.paths import optional_user_path, user_path
 
-__all__ = ["CliError", "console", "stdout", "friendly_errors", "guard_command", "error_line", "print_json",
+__all__ = ["CliApp", "CliError", "console", "stdout", "friendly_errors", "guard_command", "error_line", "print_json",
            "user_path", "optional_user_path", "warn", "note", "check_range", "USER_ERRORS"]
 
 console = Console(stderr=True, markup=False, highlight=False)
@@ -112,6 +112,25 @@ def guard_command(callback: Callable[..., Any]) -> Callable[..., Any]:
 
     guarded.__spot_edge_guarded__ = True  # type: ignore[attr-defined]
     return guarded
+
+
+class CliApp(typer.Typer):
+    """``typer.Typer`` whose commands report errors through :func:`friendly_errors` (one line, exit 2),
+    whether they are run from the ``spot-edge`` command or from this group's own app (tests)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("add_completion", False)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(callback: Callable[..., Any]) -> Callable[..., Any]:
+            register(guard_command(callback))
+            return callback
+
+        return decorator
 
 
 def check_range(name: str, value: Optional[float], minimum: Optional[float] = None,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from spot_edge.cli.common import console, friendly_errors
+from spot_edge.cli.common import CliApp, console, friendly_errors
 
-app = typer.Typer()
+app = CliApp()
 
 
 @app.command("demo")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import console, print_json
+from spot_edge.cli.common import CliApp, console, print_json
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON.")) -> None:
@@ -53,7 +53,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full re
     console.print(lines)
 
 
-app = typer.Typer(help="Report what this machine has and which backends spot-edge will use.")
+app = CliApp(help="Report what this machine has and which backends spot-edge will use.")
 app.command("doctor")(doctor)
 
 __all__ = ["doctor", "app"]

@@ -21,7 +21,7 @@ def load_embedder(model: str, backend: str, device: str, batch: Optional[int] = 
         raise CliError(f"the SPOT backends are unavailable: {exc}") from exc
     if not model:
         raise CliError("give the SPOT model with --model (a checkpoint, an ONNX export or TensorRT engine(s))")
-    from spot_edge.backends.sources import classify
+    from spot_edge.backends.artifacts import classify
 
     runs_engine = backend == "tensorrt" or (backend == "auto" and classify(model) == "engine")
     options = {"max_batch": batch} if batch and not runs_engine else {}  # engines: batch from their profiles

@@ -12,9 +12,9 @@ from typing import List, Optional
 
 import typer
 
-from spot_edge.cli.common import CliError, console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, CliError, console, friendly_errors, print_json
 
-app = typer.Typer(help="Export ONNX, build TensorRT engines, compare backends, serve with Triton.",
+app = CliApp(help="Export ONNX, build TensorRT engines, compare backends, serve with Triton.",
                   no_args_is_help=True)
 
 MODALITY_CHOICES = ("both", "visible", "infrared")
@@ -118,7 +118,7 @@ def build_engine_cmd(
 
 def _embedder(source: str, backend: str, device: str, threads: Optional[int], max_batch: Optional[int]):
     from spot_edge.backends import create_embedder
-    from spot_edge.backends.sources import classify
+    from spot_edge.backends.artifacts import classify
 
     options = {}
     runs_engine = backend == "tensorrt" or (backend == "auto" and classify(source) == "engine")
@@ -186,7 +186,7 @@ def export_triton_repo_cmd(
     Example: spot-edge export-triton-repo exports/spot --out triton_models
     """
     from spot_edge.backends.onnxruntime_backend import onnx_modality
-    from spot_edge.backends.sources import ENGINE_SUFFIXES, ONNX_SUFFIXES, classify, find_per_modality
+    from spot_edge.backends.artifacts import ENGINE_SUFFIXES, ONNX_SUFFIXES, classify, find_per_modality
     from spot_edge.backends.tensorrt_backend import engine_modality
     from spot_edge.engines.triton_repo import export_triton_repo
 

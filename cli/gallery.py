@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import CliError, console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, CliError, console, friendly_errors, print_json
 from spot_edge.cli.embedding_inputs import (MODALITY_HELP, check_modality_option, embed_image_folder,
                                             identities_from, load_embedder, load_embedding_file)
 
-app = typer.Typer(help="The gallery and one-off matching.")
-gallery_app = typer.Typer(help="A gallery of enrolled / observed people (embeddings + identity, modality, "
+app = CliApp(help="The gallery and one-off matching.")
+gallery_app = CliApp(help="A gallery of enrolled / observed people (embeddings + identity, modality, "
                                "camera, time).", no_args_is_help=True)
 app.add_typer(gallery_app, name="gallery")
 

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, console, friendly_errors, print_json
 
-app = typer.Typer(help="Custom kernels (fused structure attention, part pooling): build and inspect.",
+app = CliApp(help="Custom kernels (fused structure attention, part pooling): build and inspect.",
                   no_args_is_help=True)
 
 

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, console, friendly_errors, print_json
 
-app = typer.Typer(help="Inspect SPOT configurations.", no_args_is_help=True)
+app = CliApp(help="Inspect SPOT configurations.", no_args_is_help=True)
 
 
 def _components(model) -> dict[str, int]:

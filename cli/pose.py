@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(
+from spot_edge.cli.common import CliApp
+
+app = CliApp(
     name="pose",
     help="OpenPose COCO body heatmaps (the 56 maps SPOT reads): convert weights, make maps, export.\n\n"
          "Example: spot-edge pose maps frames/ heatmaps/ --weights body_pose_model.pth",

@@ -10,10 +10,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import CliError, console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, CliError, console, friendly_errors, print_json
 from spot_edge.cli.embedding_inputs import load_embedder
 
-app = typer.Typer(help="Real-time matching between a visible and an infrared camera.")
+app = CliApp(help="Real-time matching between a visible and an infrared camera.")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -14,7 +14,9 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(help="Train and evaluate SPOT; generate the synthetic dataset.", no_args_is_help=True,
+from spot_edge.cli.common import CliApp
+
+app = CliApp(help="Train and evaluate SPOT; generate the synthetic dataset.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -50,7 +52,7 @@ def train_command(
     Multi-GPU: torchrun --nproc_per_node 4 -m spot_edge.cli.train train -c training/configs/sysu-spot.yaml
     """
     from spot_edge.training.config import load_train_config
-    from spot_edge.training.engine import train
+    from spot_edge.training.loop import train
 
     try:
         cfg = load_train_config(config, set_)
@@ -144,7 +146,7 @@ def make_synthetic_command(
     """
     from rich.progress import Progress
 
-    from spot_edge.training.synthetic import SyntheticConfig, generate_sysu_like
+    from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like
 
     try:
         lo, hi = (int(x) for x in images.split("-")) if "-" in images else (int(images), int(images))
@@ -183,7 +185,7 @@ def build_heatmaps_command(
 
     try:
         if source == "keypoints":
-            from spot_edge.training.synthetic import load_keypoints
+            from spot_edge.training.synthetic_dataset import load_keypoints
 
             keypoints = load_keypoints(root)
             images, src = sorted(keypoints), keypoint_source(keypoints)

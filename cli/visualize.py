@@ -18,10 +18,10 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from spot_edge.cli.common import CliError, console, friendly_errors
+from spot_edge.cli.common import CliApp, CliError, console, friendly_errors
 from spot_edge.imageio import IMAGE_SUFFIXES
 
-app = typer.Typer(help="Pictures: class-activation overlays, part maps, t-SNE, top-k retrievals.",
+app = CliApp(help="Pictures: class-activation overlays, part maps, t-SNE, top-k retrievals.",
                   no_args_is_help=True)
 
 
@@ -67,7 +67,7 @@ def pose_maps_for(files: list[Path], crops: list[np.ndarray], map_size: tuple[in
     import cv2
 
     if keypoints_root is not None:
-        from spot_edge.training.synthetic import keypoints_for_image
+        from spot_edge.training.synthetic_dataset import keypoints_for_image
         from spot_edge.visualize import pose_maps_from_keypoints
 
         keypoints = [keypoints_for_image(keypoints_root, os.path.relpath(f, keypoints_root)) for f in files]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import spot_edge.bench as bench
-from spot_edge.bench import (BenchmarkError, BenchSettings, Timer, TorchRunner, check_targets, latency_stats,
+import spot_edge.latency as bench
+from spot_edge.latency import (BenchmarkError, BenchSettings, Timer, TorchRunner, check_targets, latency_stats,
                              markdown_table, run_benchmark, write_report)
 from spot_edge.model import SPOT, preset
 

@@ -34,10 +34,10 @@ from spot_edge.pipeline import (
 from spot_edge.pipeline.events import read_events
 from spot_edge.pipeline.pose_sources import KeypointCallableSource, people_from_keypoints, render_frame_maps
 from spot_edge.pipeline.stages import crop_frame
-from spot_edge.pose.synthetic import standing_people
+from spot_edge.pose.synthetic_skeletons import standing_people
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline_fakes import FakeCamera, FakeEmbedder, read_video, write_test_video  # noqa: E402
+from pipeline_fakes import FakeCamera, FakeEmbedder, read_video, write_test_video  # noqa: E402
 
 TESTS_DIR = Path(__file__).parent
 
@@ -286,7 +286,7 @@ def test_stop_flushes_gallery(tmp_path):
 _SIGINT_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
     sys.path.insert(0, {tests!r})
-    from test_pipeline_fakes import FakeCamera, FakeEmbedder
+    from pipeline_fakes import FakeCamera, FakeEmbedder
     from test_pipeline import OnePersonPose, _frames
     from spot_edge.gallery import Gallery
     from spot_edge.pipeline import CameraInput, Pipeline, PipelineConfig
@@ -565,3 +565,15 @@ def test_iou_tracker():
     assert t.update([[100, 0, 110, 20]], 3) == [2]  # a new person
     assert t.update([[54, 0, 64, 20]], 6) == [3]  # track 1 unseen for too long: ended
     assert t.update([], 7) == []
+
+
+def test_fakes_generate_and_embed(tmp_path):
+    kp_path = write_test_video(tmp_path / "v.avi", "visible", frames=3)
+    frames = read_video(tmp_path / "v.avi")
+    assert len(frames) == 3 and frames[0].shape == (120, 160, 3)
+    lines = [json.loads(line) for line in kp_path.read_text().splitlines()]
+    assert len(lines) == 3 and len(lines[0]["people"]) == 2
+    emb = FakeEmbedder()
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 32)).astype(np.float32)
+    e = emb.embed(x, np.zeros((2, 56, 8, 4), np.float32), "visible")
+    assert e.shape == (2, 8) and np.allclose(np.linalg.norm(e, axis=1), 1)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline_fakes import FakeEmbedder, write_test_video  # noqa: E402
+from pipeline_fakes import FakeEmbedder, write_test_video  # noqa: E402
 
 from spot_edge.cli import gallery as gallery_cli  # noqa: E402
 from spot_edge.cli import run as run_cli  # noqa: E402
@@ -152,8 +152,8 @@ def test_enroll_and_match_image_folders(tmp_path, fake_model):
     """Person crops with keypoint sidecars (.npy), identities from labels.csv."""
     import cv2
 
-    from spot_edge.pose.synthetic import standing_people
-    from test_pipeline_fakes import PEOPLE_BGR, draw_person
+    from spot_edge.pose.synthetic_skeletons import standing_people
+    from pipeline_fakes import PEOPLE_BGR, draw_person
 
     def crops(folder: Path, modality: str):
         folder.mkdir()

@@ -22,7 +22,7 @@ from spot_edge.pose.openpose_png import (
 )
 from spot_edge.pose.parse import parse_pose_maps
 from spot_edge.pose.render import render_pose_maps
-from spot_edge.pose.synthetic import standing_people
+from spot_edge.pose.synthetic_skeletons import standing_people
 
 
 def make_people(rng, xs, tops, heights):

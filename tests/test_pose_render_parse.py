@@ -17,7 +17,7 @@ from spot_edge.pose.skeleton import (
     flip_permutation,
     flip_pose_maps,
 )
-from spot_edge.pose.synthetic import standing_people
+from spot_edge.pose.synthetic_skeletons import standing_people
 
 def make_people(rng, centres_x, tops, heights, jitter=1.5) -> np.ndarray:
     """(P, 18, 3) keypoints of standing people with random jitter, all visible."""

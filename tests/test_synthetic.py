@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spot_edge.training.datasets import sysu_gallery, sysu_query, sysu_train
-from spot_edge.training.synthetic import (
+from spot_edge.training.synthetic_dataset import (
     SyntheticConfig,
     generate_sysu_like,
     keypoints_for_image,

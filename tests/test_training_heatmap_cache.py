@@ -18,7 +18,7 @@ from spot_edge.training.heatmap_cache import (
     keypoint_source,
     network_source,
 )
-from spot_edge.training.synthetic import SyntheticConfig, generate_sysu_like, load_keypoints
+from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like, load_keypoints
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from spot_edge.training.config import TrainConfig, apply_overrides
-from spot_edge.training.engine import MODEL_FILE, TRAIN_STATE, train
-from spot_edge.training.synthetic import SyntheticConfig, generate_sysu_like
+from spot_edge.training.loop import MODEL_FILE, TRAIN_STATE, train
+from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from spot_edge.pose.render import render_pose_maps
 from spot_edge.pose.skeleton import flip_keypoints
 from spot_edge.training.augment import flip_pair, pad_crop_pair, random_erase, translate_image, translate_maps
 from spot_edge.training.config import TrainConfig, apply_overrides, load_train_config
-from spot_edge.training.engine import WarmupStepSchedule
+from spot_edge.training.loop import WarmupStepSchedule
 from spot_edge.training.losses import SpotLoss, batch_hard_triplet
 from spot_edge.training.sampler import IdentitySampler
 

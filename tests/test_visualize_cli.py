@@ -42,7 +42,7 @@ def test_tsne_from_embeddings_file(tmp_path, rng):
 
 
 def test_image_files_with_keypoints_root(tmp_path):
-    from spot_edge.training.synthetic import SyntheticConfig, generate_sysu_like
+    from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like
 
     root = tmp_path / "synth"
     generate_sysu_like(root, SyntheticConfig(num_train=1, num_val=0, num_test=2, images_per_camera=(1, 1), seed=1))

@@ -1,14 +1,14 @@
 """spot_edge.training: data, training loop and evaluation protocols.
 
 - :mod:`.datasets`       SYSU-MM01 / RegDB readers reproducing the community protocol
-- :mod:`.synthetic`      synthetic cross-modality ReID set in the SYSU-MM01 layout
+- :mod:`.synthetic_dataset` synthetic cross-modality ReID set in the SYSU-MM01 layout
 - :mod:`.heatmap_cache`  pose maps per image, built once, memory-mapped, with a manifest
 - :mod:`.sampler`        identity sampler (N ids x K visible + K infrared per batch)
 - :mod:`.augment`        flip / pad-crop applied to image and pose maps alike, random erasing
 - :mod:`.data`           image store and augmented cross-modality batches
 - :mod:`.losses`         eq. 13: BN-neck cross-entropies + batch-hard triplet
 - :mod:`.config`         the YAML training configuration
-- :mod:`.engine`         the training loop (resume, DDP, logs, plots)
+- :mod:`.loop`           the training loop (resume, DDP, logs, plots)
 - :mod:`.evaluation`     SYSU all/indoor x 10 trials, RegDB both directions x 10 splits
 - :mod:`.run_log`        metrics.jsonl and the loss/accuracy plot
 

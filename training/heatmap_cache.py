@@ -17,7 +17,7 @@ raises :class:`HeatmapCacheError` naming the path and what to do.
 Sources:
 
 - :func:`keypoint_source`: rendered from keypoints (``spot_edge.pose.render``), e.g. the
-  ground truth of the synthetic set (:func:`spot_edge.training.synthetic.load_keypoints`);
+  ground truth of the synthetic set (:func:`spot_edge.training.synthetic_dataset.load_keypoints`);
 - :func:`openpose_png_source`: the OpenPose binary's ``<name>_pose_heatmaps.png`` files;
 - :func:`network_source`: any callable ``image (H, W, 3) uint8 BGR -> (56, h', w')`` maps,
   e.g. the pose network of ``spot_edge.pose.network``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spot_edge.backends.base import BackendUnavailableError, Embedder
-from spot_edge.backends.sources import classify
+from spot_edge.backends.artifacts import classify
 
 BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
 #: which backends can run which kind of source

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from spot_edge.backends.base import BackendUnavailableError, Embedder
-from spot_edge.backends.sources import ONNX_SUFFIXES, find_per_modality
+from spot_edge.backends.artifacts import ONNX_SUFFIXES, find_per_modality
 
 #: execution providers by preference for device "auto" / "cuda"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from spot_edge.backends.base import BackendUnavailableError, Embedder
-from spot_edge.backends.sources import ENGINE_SUFFIXES, find_per_modality
+from spot_edge.backends.artifacts import ENGINE_SUFFIXES, find_per_modality
 
 
 def engine_modality(path: Path) -> str:

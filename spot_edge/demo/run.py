@@ -53,7 +53,7 @@ def _image_inputs(paths: list[str], data_root: Path, spec: PreprocessSpec) -> tu
     import cv2
 
     from spot_edge.pose.render import render_pose_maps
-    from spot_edge.training.synthetic import keypoints_for_image
+    from spot_edge.training.synthetic_dataset import keypoints_for_image
 
     images, maps = [], []
     for path in paths:
@@ -123,7 +123,7 @@ class DemoRunner:
 
     # ------------------------------------------------------------------ steps
     def generate_data(self) -> Path:
-        from spot_edge.training.synthetic import SyntheticConfig, generate_sysu_like
+        from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like
 
         c = self.config
         root = self.out / "data"
@@ -137,7 +137,7 @@ class DemoRunner:
         from importlib import resources
 
         from spot_edge.training.config import load_train_config
-        from spot_edge.training.engine import train
+        from spot_edge.training.loop import train
 
         c = self.config
         template = resources.files("spot_edge.training") / "configs" / "synthetic-small.yaml"
@@ -160,7 +160,7 @@ class DemoRunner:
     def enroll(self, embedder, data_root: Path):
         """Gallery of labelled test images: visible from cam1/cam2, infrared from cam3."""
         from spot_edge.gallery import Gallery
-        from spot_edge.training.synthetic import INFRARED_CAMERAS, VISIBLE_CAMERAS
+        from spot_edge.training.synthetic_dataset import INFRARED_CAMERAS, VISIBLE_CAMERAS
 
         gallery = Gallery(embedder.embedding_dim, path=self.out / "gallery")
         ids = [int(x) for x in (data_root / "exp" / "test_id.txt").read_text().strip().split(",")]
@@ -183,7 +183,7 @@ class DemoRunner:
         from spot_edge.pipeline.pose_sources import KeypointFileSource
         from spot_edge.pipeline.runner import CameraInput, Pipeline, PipelineConfig
         from spot_edge.pipeline.sources import open_source
-        from spot_edge.training.synthetic import make_identity
+        from spot_edge.training.synthetic_dataset import make_identity
 
         c = self.config
         rng = np.random.default_rng(c.seed)

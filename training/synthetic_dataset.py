@@ -645,7 +645,7 @@ def generate_sysu_like(root: str | os.PathLike, config: SyntheticConfig = Synthe
                 if progress:
                     progress(i, len(jobs))
     summary = {
-        "generator": "spot_edge.training.synthetic", "version": GENERATOR_VERSION,
+        "generator": "spot_edge.training.synthetic_dataset", "version": GENERATOR_VERSION,
         "config": asdict(config), "num_images": total, "num_ids": len(all_ids),
         "train_ids": train, "val_ids": val, "test_ids": test,
     }

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from spot_edge.pose.skeleton import LIMBS
-from spot_edge.pose.synthetic import standing_people
+from spot_edge.pose.synthetic_skeletons import standing_people
 from spot_edge.preprocessing import PreprocessSpec
 
 # Two people: bright and dim (luminance is what the fake embedder "recognises", in both modalities).
@@ -176,14 +176,3 @@ def read_video(path: Path) -> list[np.ndarray]:
     cap.release()
     return frames
 
-
-def test_fakes_generate_and_embed(tmp_path):
-    kp_path = write_test_video(tmp_path / "v.avi", "visible", frames=3)
-    frames = read_video(tmp_path / "v.avi")
-    assert len(frames) == 3 and frames[0].shape == (120, 160, 3)
-    lines = [json.loads(line) for line in kp_path.read_text().splitlines()]
-    assert len(lines) == 3 and len(lines[0]["people"]) == 2
-    emb = FakeEmbedder()
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 32)).astype(np.float32)
-    e = emb.embed(x, np.zeros((2, 56, 8, 4), np.float32), "visible")
-    assert e.shape == (2, 8) and np.allclose(np.linalg.norm(e, axis=1), 1)

@@ -197,7 +197,7 @@ def prepare_heatmaps(config: TrainConfig, spot_config, required: list[str], ctx:
             except HeatmapCacheError as exc:
                 problems = [str(exc)]
         if problems:
-            from spot_edge.training.synthetic import load_keypoints
+            from spot_edge.training.synthetic_dataset import load_keypoints
 
             log(f"building pose-map cache {folder} ({problems[0]}{' ...' if len(problems) > 1 else ''})")
             keypoints = load_keypoints(root)
