@@ -8,7 +8,7 @@ ONNX Runtime on CPU is the embedded default: it runs wherever spot-edge installs
 """
 
 from spot_edge.backends.base import BackendUnavailableError, Embedder, EmbedderInputError
-from spot_edge.backends.factory import BACKENDS, available_backends, create_embedder
+from spot_edge.backends.factory import BACKENDS, available_backends, create_embedder, resolve_backend
 
-__all__ = ["Embedder", "EmbedderInputError", "BackendUnavailableError", "create_embedder", "available_backends",
+__all__ = ["Embedder", "EmbedderInputError", "BackendUnavailableError", "create_embedder", "resolve_backend", "available_backends",
            "BACKENDS"]

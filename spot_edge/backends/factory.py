@@ -22,6 +22,22 @@ def available_backends() -> dict[str, bool]:
             "tensorrt": importlib.util.find_spec("tensorrt") is not None}
 
 
+def resolve_backend(source, backend: str = "auto") -> str:
+    """The backend that runs ``source``: ``backend`` itself when it can, the ``"auto"`` choice
+    (engines -> TensorRT; ONNX -> ONNX Runtime; a checkpoint or model -> PyTorch) otherwise.
+    This is the one auto rule: :func:`create_embedder` and ``spot-edge doctor`` both use it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    kind = classify(source)
+    if backend == "auto":
+        return RUNS[kind][0]
+    if backend not in RUNS[kind]:
+        raise ValueError(f"the {backend} backend cannot run a {kind} ({source}); it runs "
+                         f"{[k for k, v in RUNS.items() if backend in v]}. "
+                         "Export ONNX with `spot-edge export-onnx`, build engines with `spot-edge build-engine`.")
+    return backend
+
+
 def create_embedder(source, backend: str = "auto", device: str = "auto", **options) -> Embedder:
     """An :class:`Embedder` for ``source``.
 
@@ -40,15 +56,8 @@ def create_embedder(source, backend: str = "auto", device: str = "auto", **optio
     A checkpoint with ``backend="onnxruntime"`` is exported to ONNX first (into ``export_dir``,
     default a ``<checkpoint>.onnx/`` folder beside it, reused when up to date).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     kind = classify(source)
-    if backend == "auto":
-        backend = RUNS[kind][0]
-    if backend not in RUNS[kind]:
-        raise ValueError(f"the {backend} backend cannot run a {kind} ({source}); it runs "
-                         f"{[k for k, v in RUNS.items() if backend in v]}. "
-                         + ("Export ONNX with `spot-edge export-onnx`, build engines with `spot-edge build-engine`."))
+    backend = resolve_backend(source, backend)
     if backend == "pytorch":
         from spot_edge.backends.torch_backend import TorchEmbedder
 
@@ -83,4 +92,4 @@ def _export_checkpoint(checkpoint: Path, export_dir) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["create_embedder", "available_backends", "BACKENDS", "BackendUnavailableError"]
+__all__ = ["create_embedder", "resolve_backend", "available_backends", "BACKENDS", "BackendUnavailableError"]
