@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from spot_edge.gallery import (
+    GALLERY_VERSION,
     Gallery,
     GalleryError,
     calibrate_cross_modality,
@@ -95,9 +96,23 @@ def test_remove(rng):
     ids = g.add(rng.standard_normal((4, DIM)), identities=["a", "b", "a", "c"], modality="visible")
     assert g.remove(identity="a") == 2
     assert g.remove(entry_ids=[ids[3]]) == 1
+    assert g.remove(entry_ids=[ids[3]]) == 0
     assert [e.identity for e in g.entries] == ["b"]
     new = g.add(rng.standard_normal((1, DIM)), identities="d", modality="infrared")
-    assert new[0] == 4  # entry ids never reused
+    assert new[0] not in ids  # entry ids never reused
+    other = Gallery().add(rng.standard_normal((4, DIM)), identities="x", modality="visible")
+    assert not set(other) & set(ids + new)  # nor shared by two writers
+
+
+def test_entry_order_is_insertion_order_across_modalities(rng):
+    g = Gallery()
+    g.add(rng.standard_normal((2, DIM)), identities=["v0", "v1"], modality="visible")
+    g.add(rng.standard_normal((1, DIM)), identities="i0", modality="infrared")
+    g.add(rng.standard_normal((1, DIM)), identities="v2", modality="visible")
+    assert [e.identity for e in g.entries] == ["v0", "v1", "i0", "v2"]
+    emb, entries = g.snapshot()
+    for row, e in zip(emb, entries):  # rows stay with their entries
+        assert g.search(row, e.modality, k=1, target=e.modality)[0][0].entry == e
 
 
 def test_save_load_roundtrip(tmp_path, rng):
@@ -113,7 +128,7 @@ def test_save_load_roundtrip(tmp_path, rng):
     assert h.entries == g.entries
     assert h.threshold == g.threshold and h.calibration.tmr == g.calibration.tmr
     manifest = json.loads((tmp_path / "g" / "gallery.json").read_text())
-    assert manifest["version"] == 1 and manifest["count"] == len(g)
+    assert manifest["version"] == GALLERY_VERSION and manifest["count"] == len(g)
     # second save: one generation of data files remains
     h.remove(identity="id0")
     h.save()
@@ -143,6 +158,7 @@ def test_load_errors(tmp_path, rng):
     with pytest.raises(GalleryError, match="missing data files"):
         Gallery.load(tmp_path / "g", retries=2)
     g.save(tmp_path / "h")
+    assert len(Gallery.load(tmp_path / "h")) == 3  # saved to another folder: every entry
     with pytest.raises(GalleryError, match="-d embeddings"):
         Gallery.open(tmp_path / "h", embedding_dim=DIM + 1)
 
@@ -176,8 +192,8 @@ _WRITER = textwrap.dedent("""
     print("ready", flush=True)
     while True:
         version += 1
-        g = Gallery(embedding_dim=dim, path=path)
         # every entry of one version carries the version in its identity and in its embedding
+        g.remove(identity=f"v{version - 1}")
         emb = rng.standard_normal((n, dim)).astype(np.float32)
         emb[:, 0] = 1000.0 * version
         g.add(emb, identities=f"v{version}", modality="visible", camera="c")
@@ -291,6 +307,100 @@ def test_faiss_hnsw_index(rng):
     g.add(rng.standard_normal((300, DIM)), identities=[f"p{i}" for i in range(300)], modality="visible")
     q = g.embeddings[:3] + 0.01 * rng.standard_normal((3, DIM)).astype(np.float32)
     res = g.search(q, "infrared", k=4, backend="faiss")
-    assert [r[0].entry.entry_id for r in res] == [0, 1, 2] and all(len(r) == 4 for r in res)
+    assert [r[0].entry for r in res] == g.entries[:3] and all(len(r) == 4 for r in res)
     g.add(rng.standard_normal((1, DIM)), identities="new", modality="visible")  # extends the index
     assert g.search(g.embeddings[-1], "infrared", k=1, backend="faiss")[0][0].identity == "new"
+
+
+def test_odd_identities_and_cameras_round_trip(tmp_path, rng):
+    names = ["[/]", "[bold]x[/bold]", ":smile:", "line\nbreak", "nul\x00char", "名前 ünï©ødé", "lone \ud800 surrogate",
+             "quote \" back \\ slash", "  spaces  ", "../../etc/passwd", "0"]
+    g = Gallery(path=tmp_path / "g")
+    ids = g.add(rng.standard_normal((len(names), DIM)), identities=names, modality="visible",
+                camera=[f"cam {n}" for n in names], thumbnails=names)
+    g.save()
+    h = Gallery.load(tmp_path / "g", verify=True)
+    assert [(e.entry_id, e.identity, e.camera, e.thumbnail) for e in h.entries] == \
+        [(i, n, f"cam {n}", n) for i, n in zip(ids, names)]
+    assert h.remove(identity="line\nbreak") == 1 and h.remove(identity="0") == 1
+
+
+def test_large_finite_embeddings_are_normalised(rng):
+    g = Gallery()
+    unit = rng.standard_normal((3, DIM))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    g.add(unit * np.array([[1e300], [1e-300], [3.0]]), identities="x", modality="visible")  # squares over/underflow
+    assert np.allclose(g.embeddings, unit, atol=1e-6)
+
+
+def test_model_identity_adopted_then_enforced(tmp_path, rng):
+    from spot_edge.gallery import ModelIdentity, ModelMismatchError
+    from spot_edge.preprocessing import PreprocessSpec
+
+    class Embedder:  # what an Embedder exposes (spot_edge.backends.base)
+        embedding_dim = DIM
+        preprocessing = PreprocessSpec(height=64, width=32)
+        config_fingerprint = "cfg-a"
+
+    g = Gallery(path=tmp_path / "g")
+    g.add(rng.standard_normal((2, DIM)), identities="a", modality="visible",
+          model=ModelIdentity("cfg-a", DIM))  # partial: what a `spot-edge embed` sidecar knows
+    g.save()
+    g = Gallery.open(tmp_path / "g", model=Embedder())  # fills in the preprocessing
+    assert g.dirty and g.model.preprocessing["height"] == 64
+    g.save()
+    stored = Gallery.load(tmp_path / "g")
+    assert stored.model == ModelIdentity.of(Embedder())
+    other = Embedder()
+    other.config_fingerprint = "cfg-b"
+    with pytest.raises(ModelMismatchError, match="config fingerprint cfg-a vs cfg-b"):
+        Gallery.open(tmp_path / "g", model=other)
+    with pytest.raises(ModelMismatchError, match="another model"):
+        stored.search(rng.standard_normal(DIM), "infrared", model=other)
+    assert len(stored.search(rng.standard_normal(DIM), "infrared", model=Embedder())[0]) == 2
+
+
+def _write_version_1_gallery(folder, rng, n=4):
+    """A gallery as spot-edge wrote it before format version 2: integer entry ids, no model."""
+    import hashlib
+
+    folder.mkdir()
+    emb = rng.standard_normal((n, DIM)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    np.save(folder / "embeddings.000003.npy", emb)
+    meta = "".join(json.dumps({"entry_id": i, "identity": f"old{i}", "modality": "visible", "camera": "c",
+                               "timestamp": 1.0, "track_id": None, "thumbnail": None}) + "\n" for i in range(n))
+    (folder / "meta.000003.jsonl").write_text(meta)
+    (folder / "gallery.json").write_text(json.dumps({
+        "format": "spot-edge-gallery", "version": 1, "spot_edge_version": "0.1.0", "embedding_dim": DIM, "count": n,
+        "generation": 3, "next_entry_id": n, "embeddings_file": "embeddings.000003.npy",
+        "meta_file": "meta.000003.jsonl", "embeddings_sha256": hashlib.sha256(emb.tobytes()).hexdigest(),
+        "meta_sha256": hashlib.sha256(meta.encode()).hexdigest(), "calibration": None, "saved_at": 0.0}))
+    return emb
+
+
+def test_version_1_gallery_loads_and_adopts_a_model(tmp_path, rng):
+    from spot_edge.gallery import ModelIdentity
+
+    emb = _write_version_1_gallery(tmp_path / "g", rng)
+    g = Gallery.load(tmp_path / "g", verify=True)
+    assert [e.entry_id for e in g.entries] == ["0", "1", "2", "3"] and g.model is None
+    assert np.array_equal(g.embeddings, emb)
+    g = Gallery.open(tmp_path / "g", model=ModelIdentity("cfg-a", DIM))  # the first model used is adopted
+    assert g.remove(entry_ids=[1]) == 1
+    g.add(rng.standard_normal((1, DIM)), identities="new", modality="infrared")
+    g.save()
+    manifest = json.loads((tmp_path / "g" / "gallery.json").read_text())
+    assert manifest["version"] == GALLERY_VERSION and manifest["model"]["config_fingerprint"] == "cfg-a"
+    assert [e.identity for e in Gallery.load(tmp_path / "g").entries] == ["old0", "old2", "old3", "new"]
+
+
+def test_flush_picks_up_other_writers(tmp_path, rng):
+    a = Gallery(path=tmp_path / "g")
+    a.add(rng.standard_normal((1, DIM)), identities="a", modality="visible")
+    assert a.flush() is True and a.flush() is False
+    b = Gallery.open(tmp_path / "g")
+    b.add(rng.standard_normal((2, DIM)), identities="b", modality="infrared")
+    b.save()
+    assert len(a) == 1 and a.flush() is False and len(a) == 3  # not dirty: refreshed from the folder
+    assert a.identities() == ["a", "b"]
