@@ -10,10 +10,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import CliApp, CliError, console, friendly_errors, print_json
+from spot_edge.cli.common import CliApp, CliError, check_range, console, optional_user_path, print_json, user_path, warn
 from spot_edge.cli.embedding_inputs import load_embedder
+from spot_edge.pipeline.config import DEFAULT_RECONNECT_TIMEOUT
+from spot_edge.pipeline.sources import DEFAULT_STREAM_TIMEOUT, source_kind
 
 app = CliApp(help="Real-time matching between a visible and an infrared camera.")
+
+#: Exit code of a run that ended with errors in its summary (a source failed or never came).
+EXIT_RUN_FAILED = 1
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -21,11 +26,17 @@ def _configure_logging(verbose: bool) -> None:
 
     logger = logging.getLogger("spot_edge.pipeline")
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(RichHandler(console=console, show_path=False, show_time=True))
+        logger.addHandler(RichHandler(console=console, show_path=False, show_time=True, markup=False))
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
 
-# ----------------------------------------------------------------------------- spot-edge run
+
+def _source_spec(spec: Optional[str]) -> Optional[str]:
+    """A source as the user typed it: a path (video file, image folder) resolved against the
+    working directory; camera indices, URLs and pipelines unchanged."""
+    if spec is None or not spec.strip() or source_kind(spec) != "file" or "://" in spec:
+        return spec
+    return str(user_path(spec))
 
 
 def _status_table(pipe, started: float) -> Table:
@@ -34,41 +45,75 @@ def _status_table(pipe, started: float) -> Table:
         table.add_column(col, justify="left" if col in ("source", "status") else "right")
     for inp in pipe.inputs:
         c = pipe.counters.get(inp.name)
-        table.add_row(inp.name if inp.name == inp.modality else f"{inp.name} ({inp.modality})", c.status, str(c.frames_read), str(c.frames_processed),
-                      str(c.frames_dropped), str(c.people), str(c.matches), str(c.reconnects))
+        label = inp.name if inp.name == inp.modality else f"{inp.name} ({inp.modality})"
+        table.add_row(label, c.status, str(c.frames_read), str(c.frames_processed), str(c.frames_dropped),
+                      str(c.people), str(c.matches), str(c.reconnects))
     return table
+
+
+def _run_with_live_table(pipe):
+    import threading
+
+    from rich.live import Live
+
+    # run() installs the signal handlers; the live table refreshes from a helper thread.
+    started = time.perf_counter()
+    done = threading.Event()
+
+    def refresh(live):
+        while not done.wait(0.5):
+            live.update(_status_table(pipe, started))
+
+    with Live(_status_table(pipe, started), console=console, auto_refresh=False) as live:
+        t = threading.Thread(target=refresh, args=(live,), daemon=True)
+        t.start()
+        try:
+            return pipe.run()
+        finally:
+            done.set()
+            t.join()
+            live.update(_status_table(pipe, started), refresh=True)
 
 
 @app.command("run")
 def run(
-    visible: Optional[str] = typer.Option(None, "--visible", help="Visible source: video file, image folder, "
-                                          "USB camera index (0), Jetson CSI camera (csi://0?width=1280&height=720"
-                                          "&fps=30), RTSP URL or GStreamer pipeline ('... ! appsink')."),
-    infrared: Optional[str] = typer.Option(None, "--infrared", help="Infrared source (same kinds as --visible)."),
-    model: str = typer.Option("", "--model", "-m", help="SPOT model: checkpoint, ONNX export (file/prefix/dir) or "
-                              "TensorRT engine(s)."),
-    backend: str = typer.Option("auto", help="auto, pytorch, onnxruntime, tensorrt."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
-    pose_weights: Optional[Path] = typer.Option(None, "--pose-weights", help="OpenPose COCO body weights "
-                                                "(body_pose_model.pth or pose_iter_440000.caffemodel)."),
-    visible_keypoints: Optional[Path] = typer.Option(None, "--visible-keypoints", help="Keypoints of the visible "
-                                                     "source from another detector (JSON lines per frame)."),
-    infrared_keypoints: Optional[Path] = typer.Option(None, "--infrared-keypoints", help="Same for infrared."),
-    pose_height: int = typer.Option(368, help="Frames are downscaled to this height for the OpenPose network."),
-    gallery: Optional[Path] = typer.Option(None, "--gallery", "-g", help="Gallery directory to match against "
-                                           "(created if missing)."),
-    observe: bool = typer.Option(True, "--observe/--no-observe", help="Add what is seen to the gallery (needs "
-                                 "--gallery), so each camera's people are found by the other."),
-    threshold: Optional[float] = typer.Option(None, help="Similarity needed for a match (default: the gallery's "
-                                              "calibrated threshold, else 0.5)."),
+    visible: Optional[str] = typer.Option(
+        None, "--visible", help="Visible source: video file, image folder, camera index (0), "
+        "csi://0?width=1280&height=720&fps=30 (Jetson), rtsp:// URL or GStreamer pipeline."),
+    infrared: Optional[str] = typer.Option(None, "--infrared", help="Infrared source (same kinds)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="SPOT model: checkpoint, ONNX export (file, prefix or folder) "
+        "or TensorRT engine(s)."),
+    backend: str = typer.Option("auto", help="auto, pytorch, onnxruntime or tensorrt."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    pose_weights: Optional[Path] = typer.Option(
+        None, "--pose-weights", help="OpenPose COCO body weights (body_pose_model.pth or "
+        "pose_iter_440000.caffemodel)."),
+    visible_keypoints: Optional[Path] = typer.Option(
+        None, "--visible-keypoints", help="Keypoints of the visible source from another detector "
+        "(JSON lines, one per frame)."),
+    infrared_keypoints: Optional[Path] = typer.Option(None, "--infrared-keypoints",
+                                                      help="Same for infrared."),
+    pose_height: int = typer.Option(368, help="Frame height for the OpenPose network."),
+    gallery: Optional[Path] = typer.Option(None, "--gallery", "-g",
+                                           help="Gallery folder to match against (created if missing)."),
+    observe: bool = typer.Option(True, "--observe/--no-observe",
+                                 help="Add the people seen to the gallery (needs --gallery)."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Similarity for a match, -1 to 1 (default: the gallery's calibrated threshold, "
+        "else 0.5)."),
     top_k: int = typer.Option(5, "--top-k", help="Gallery entries reported per person."),
     batch: int = typer.Option(32, help="Most person crops per embedder call."),
+    reconnect_timeout: float = typer.Option(
+        DEFAULT_RECONNECT_TIMEOUT, "--reconnect-timeout", metavar="SECONDS",
+        help="Give up a camera or stream that delivers no frame for this long, from the start or "
+        "from a drop (inf: keep trying)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/run-<time>)."),
     video: bool = typer.Option(True, "--video/--no-video", help="Write annotated_<source>.avi."),
     frames_every: int = typer.Option(0, help="Also write every n-th annotated frame as PNG (0: never)."),
     only_matches: bool = typer.Option(False, help="Write events only for matched people."),
-    realtime: bool = typer.Option(False, help="Play files at their frame rate, dropping frames when behind "
-                                  "(as with a camera); default: process every frame of a file."),
+    realtime: bool = typer.Option(False, help="Play files at their frame rate, dropping frames when "
+                                  "behind, as a camera would (default: every frame)."),
     max_seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     max_frames: Optional[int] = typer.Option(None, help="Stop each source after this many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live status table."),
@@ -76,75 +121,73 @@ def run(
 ) -> None:
     """Match people between a visible and an infrared camera in real time.
 
-    Per frame: pose on the full frame, people, crops of image and pose maps, SPOT embeddings
-    (batched), search of the other modality's gallery entries, JSON-lines events. Frames are
-    dropped (and counted) when the pipeline is behind; dropped cameras are reconnected with
-    back-off; Ctrl-C stops cleanly and saves the gallery. Writes events.jsonl, annotated videos
-    and stats.json (per-stage latency p50/p90/p99) into --out.
+    Per frame: pose on the full frame, person crops of image and pose maps,
+    SPOT embeddings (batched), search of the other modality's gallery
+    entries, JSON-lines events. Frames are dropped (and counted) when the
+    pipeline is behind. A camera or stream that drops is reopened with
+    back-off; one that never opens, or stays down for --reconnect-timeout
+    seconds, is given up and reported. Ctrl-C stops cleanly and saves the
+    gallery. Writes events.jsonl, annotated videos and stats.json
+    (per-stage latency p50/p90/p99) into --out.
+
+    Exit codes: 0 the run ended (sources finished, time limit, Ctrl-C);
+    1 the run ended with errors (a source failed or was given up, an
+    output could not be written: see the summary); 2 bad usage or input.
 
     Examples:
 
-      spot-edge run --visible 0 --infrared "rtsp://cam-ir/stream" -m exports/spot --pose-weights body_pose_model.pth -g gallery/
+      spot-edge run --visible 0 --infrared 1 -m spot.onnx --pose-weights op.pth
 
-      spot-edge run --visible vis.avi --visible-keypoints vis.jsonl --infrared ir.avi --infrared-keypoints ir.jsonl -m spot.onnx -g gallery/ -o runs/demo
+      spot-edge run --infrared rtsp://cam/ir -m spot.onnx -g gallery/ -q
+
+      spot-edge run --visible v.avi --visible-keypoints v.jsonl -m spot.onnx
+
+      spot-edge run --visible 0 -m spot.onnx -g gal/ --reconnect-timeout 60
     """
-    from rich.live import Live
-
     from spot_edge.gallery import Gallery
     from spot_edge.pipeline import Pipeline, PipelineConfig, build_inputs
 
-    with friendly_errors():
-        _configure_logging(verbose=False)
-        with console.status("opening the sources..."):
-            inputs = build_inputs(visible, infrared, visible_keypoints, infrared_keypoints, pose_weights,
-                                  pose_height=pose_height,
-                                  pose_device=device if device.startswith(("cpu", "cuda")) else "auto")
-        with console.status("loading the SPOT model..."):
-            embedder = load_embedder(model, backend, device, batch)
-        g = Gallery.open(gallery, embedding_dim=embedder.embedding_dim) if gallery is not None else None
-        out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-        config = PipelineConfig(top_k=top_k, threshold=threshold, max_batch=batch, realtime=realtime,
-                                observe=observe and g is not None, write_video=video, frames_every=frames_every,
-                                only_matches=only_matches, max_seconds=max_seconds, max_frames=max_frames)
-        pipe = Pipeline(inputs, embedder, g, config, output_dir=out_dir)
-        if g is not None and g.threshold is None and threshold is None:
-            console.print("[yellow]the gallery has no calibrated threshold; using 0.5 "
-                          "(calibrate with `spot-edge gallery calibrate`)[/]")
-        started = time.perf_counter()
-        if quiet or as_json:
-            summary = pipe.run()
-        else:
-            import threading
+    check_range("--top-k", top_k, 1)
+    check_range("--batch", batch, 1)
+    check_range("--pose-height", pose_height, 32)
+    check_range("--threshold", threshold, -1.0, 1.0)
+    check_range("--reconnect-timeout", reconnect_timeout, 0.1)
+    check_range("--frames-every", frames_every, 0)
+    check_range("--max-seconds", max_seconds, 0.1)
+    check_range("--max-frames", max_frames, 1)
+    config = PipelineConfig(top_k=top_k, threshold=threshold, max_batch=batch, realtime=realtime,
+                            write_video=video, frames_every=frames_every, only_matches=only_matches,
+                            reconnect_timeout=reconnect_timeout, max_seconds=max_seconds, max_frames=max_frames)
+    gallery_dir, out_dir = optional_user_path(gallery), optional_user_path(out)
+    out_dir = out_dir or user_path(Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
 
-            # run() installs the signal handlers; the live table refreshes from a helper thread.
-            done = threading.Event()
-
-            def refresh(live):
-                while not done.wait(0.5):
-                    live.update(_status_table(pipe, started))
-
-            with Live(_status_table(pipe, started), console=console, auto_refresh=False) as live:
-                t = threading.Thread(target=refresh, args=(live,), daemon=True)
-                t.start()
-                try:
-                    summary = pipe.run()
-                finally:
-                    done.set()
-                    t.join()
-                    live.update(_status_table(pipe, started), refresh=True)
-            console.print()
-        if as_json:
-            print_json(summary.to_dict())
-        else:
-            console.print(pipe.stats.table())
-            console.print(f"{summary.events} events -> {summary.outputs.get('events')}; statistics -> "
-                          f"{summary.outputs.get('stats')}" + (f"; gallery: {summary.gallery_entries} entries "
-                                                              f"({'saved' if summary.gallery_saved else 'unchanged'})"
-                                                              if g is not None else ""))
-            if summary.interrupted:
-                console.print("interrupted: shut down cleanly")
-        if summary.errors:  # a source that failed for good, a gallery that could not be saved...
-            raise CliError("; ".join(summary.errors), code=1)
+    _configure_logging(verbose=False)
+    with console.status("opening the sources..."):
+        inputs = build_inputs(_source_spec(visible), _source_spec(infrared), optional_user_path(visible_keypoints),
+                              optional_user_path(infrared_keypoints), optional_user_path(pose_weights),
+                              pose_height=pose_height, pose_device=device,
+                              stream_timeout=min(reconnect_timeout, DEFAULT_STREAM_TIMEOUT))
+    with console.status("loading the SPOT model..."):
+        embedder = load_embedder(model or "", backend, device, batch)  # resolves the path it is given
+    g = Gallery.open(gallery_dir, model=embedder) if gallery_dir is not None else None
+    config.observe = observe and g is not None
+    pipe = Pipeline(inputs, embedder, g, config, output_dir=out_dir)
+    if g is not None and g.threshold is None and threshold is None:
+        warn("the gallery has no calibrated threshold; using 0.5 (calibrate with `spot-edge gallery calibrate`)")
+    summary = pipe.run() if quiet or as_json else _run_with_live_table(pipe)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        console.print()
+        console.print(pipe.stats.table())
+        gallery_note = (f"; gallery: {summary.gallery_entries} entries "
+                        f"({'saved' if summary.gallery_saved else 'unchanged'})" if g is not None else "")
+        console.print(f"{summary.events} events -> {summary.outputs.get('events')}; statistics -> "
+                      f"{summary.outputs.get('stats')}{gallery_note}", soft_wrap=True)
+        if summary.interrupted:
+            console.print("interrupted: shut down cleanly")
+    if summary.errors:  # a source that failed or never came, an output that could not be written...
+        raise CliError("; ".join(summary.errors), code=EXIT_RUN_FAILED)
 
 
-__all__ = ["app", "run"]
+__all__ = ["app", "run", "EXIT_RUN_FAILED"]

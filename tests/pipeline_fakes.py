@@ -1,6 +1,7 @@
 """Small fakes for the pipeline tests: generated videos with keypoints, a fake embedder, fake cameras.
 
-Imported by ``test_pipeline*.py`` (and by the SIGINT test's subprocess); its own test checks the fakes.
+Imported by ``test_pipeline*.py`` and ``test_gallery_cli.py`` (and by the SIGINT test's
+subprocess); ``test_fakes_generate_and_embed`` checks the fakes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spot_edge.backends.base import Embedder
 from spot_edge.pose.skeleton import LIMBS
 from spot_edge.pose.synthetic_skeletons import standing_people
 from spot_edge.preprocessing import PreprocessSpec
@@ -64,28 +66,30 @@ def write_test_video(path: Path, modality: str, frames: int = 16, size=(120, 160
     return kp_path
 
 
-class FakeEmbedder:
-    """Embeds a crop by the luminance of its torso (a stand-in for SPOT).
+class FakeEmbedder(Embedder):
+    """A :class:`spot_edge.backends.base.Embedder` that embeds a crop by the luminance of its torso
+    (a stand-in for SPOT).
 
-    Each call sleeps ``delay + delay_per_crop * batch`` seconds (a slow backend)."""
+    Each backend call (a chunk of at most ``max_batch`` crops) sleeps ``delay + delay_per_crop *
+    chunk`` seconds (a slow backend) and is recorded in ``batch_sizes`` / ``embedded_modalities``."""
 
+    name = "fake"
     embedding_dim = 8
+    modalities = ("visible", "infrared")
 
-    def __init__(self, delay: float = 0.0, delay_per_crop: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, delay_per_crop: float = 0.0, max_batch: int = 32) -> None:
         self.preprocessing = PreprocessSpec(height=64, width=32)
         self.delay = delay
         self.delay_per_crop = delay_per_crop
+        self.max_batch = max_batch
         self.calls = 0
         self.batch_sizes: list[int] = []
-        self.modalities: list[str] = []
+        self.embedded_modalities: list[str] = []
 
-    def embed(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray:
-        hs, ws = self.preprocessing.heatmap_size
-        assert images.dtype == np.float32 and images.shape[1:] == (3, 64, 32), images.shape
-        assert heatmaps.shape == (len(images), 56, hs, ws), heatmaps.shape
+    def _embed_batch(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray:
         self.calls += 1
         self.batch_sizes.append(len(images))
-        self.modalities.append(modality)
+        self.embedded_modalities.append(modality)
         if self.delay or self.delay_per_crop:
             time.sleep(self.delay + self.delay_per_crop * len(images))
         mean = np.asarray(self.preprocessing.mean, np.float32)[None, :, None, None]
@@ -163,6 +167,28 @@ class FakeCamera:
 
     def close(self) -> None:
         self.opened = False
+
+
+def random_frames(n: int, size=(120, 160), seed: int = 0) -> list[np.ndarray]:
+    """``n`` random ``(H, W, 3)`` uint8 frames."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+class OnePersonPose:
+    """Fake pose source: one standing person in every frame, rendered maps."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def __call__(self, frame):
+        from spot_edge.pipeline.pose_sources import PoseResult, people_from_keypoints, render_frame_maps
+
+        if self.delay:
+            time.sleep(self.delay)
+        h, w = frame.image.shape[:2]
+        people = people_from_keypoints(standing_people([w / 2], [0.1 * h], [0.7 * h]), (h, w))
+        return PoseResult(people=people, maps=render_frame_maps(people, (h, w)), stride=8.0)
 
 
 def read_video(path: Path) -> list[np.ndarray]:

@@ -45,7 +45,7 @@ class MatchEvent:
     threshold: float | None
     entry: dict[str, Any] | None = None
     top_k: list[dict[str, Any]] = field(default_factory=list)
-    observed_entry_id: int | None = None
+    observed_entry_id: str | None = None
     observed_identity: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from spot_edge.errors import InputError
 from spot_edge.pipeline.sources import Frame
 from spot_edge.pose.skeleton import NUM_KEYPOINTS
 
@@ -176,26 +177,39 @@ class OpenPoseSource:
         return PoseResult(people=people, maps=maps.float().cpu().numpy(), stride=8.0 / scale)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _parse_person(obj, where: str) -> tuple[np.ndarray, list | None, float | None]:
     """One person of a keypoint line: spot-edge ``{"keypoints": [[x, y, c] x 18], "box", "score"}`` or
-    OpenPose JSON ``{"pose_keypoints_2d": [x0, y0, c0, ...]}`` (COCO-18)."""
+    OpenPose JSON ``{"pose_keypoints_2d": [x0, y0, c0, ...]}`` (COCO-18). Non-finite keypoint values
+    mark the keypoint absent; a box or score must be finite numbers."""
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: each person must be an object, got {type(obj).__name__}")
+        raise InputError(f"{where}: each person must be an object, got {type(obj).__name__}")
     if "keypoints" in obj:
-        kp = np.asarray(obj["keypoints"], np.float32)
+        raw = obj["keypoints"]
     elif "pose_keypoints_2d" in obj:
-        kp = np.asarray(obj["pose_keypoints_2d"], np.float32).reshape(-1, 3) if obj["pose_keypoints_2d"] else \
-            np.zeros((0, 3), np.float32)
+        raw = obj["pose_keypoints_2d"] or []
     else:
-        raise ValueError(f"{where}: a person needs 'keypoints' (18 x [x, y, confidence]) or OpenPose's "
+        raise InputError(f"{where}: a person needs 'keypoints' (18 x [x, y, confidence]) or OpenPose's "
                          "'pose_keypoints_2d'")
+    try:
+        kp = np.asarray(raw, np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: keypoints must be numbers ({exc})") from None
+    if "keypoints" not in obj and kp.ndim == 1 and kp.size % 3 == 0:  # OpenPose's flat x, y, c list
+        kp = kp.reshape(-1, 3)
     if kp.shape != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"{where}: expected {NUM_KEYPOINTS} keypoints of (x, y, confidence) in COCO-18 order, "
+        raise InputError(f"{where}: expected {NUM_KEYPOINTS} keypoints of (x, y, confidence) in COCO-18 order, "
                          f"got shape {kp.shape} (BODY_25 output: convert to COCO-18 first)")
     box = obj.get("box")
-    if box is not None and (len(box) != 4 or not all(isinstance(v, (int, float)) for v in box)):
-        raise ValueError(f"{where}: 'box' must be [x0, y0, x1, y1]")
-    return kp, box, obj.get("score")
+    if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(map(_is_number, box))):
+        raise InputError(f"{where}: 'box' must be [x0, y0, x1, y1] (finite numbers)")
+    score = obj.get("score")
+    if score is not None and not _is_number(score):
+        raise InputError(f"{where}: 'score' must be a finite number, got {score!r}")
+    return kp, box, score
 
 
 class KeypointFileSource:
@@ -212,11 +226,13 @@ class KeypointFileSource:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"keypoint file not found: {path}")
+        if self.path.is_dir():
+            raise InputError(f"keypoint file {path} is a folder; give the JSON-lines file of the source")
         self.stride = stride
         self.box_margin = box_margin
         self.min_parts = min_parts
         self.frames: dict[int, list] = {}
-        with open(self.path) as f:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
             for lineno, line in enumerate(f):
                 line = line.strip()
                 if not line:
@@ -225,11 +241,41 @@ class KeypointFileSource:
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+                    raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
                 if not isinstance(obj, dict) or not isinstance(obj.get("people", []), list):
-                    raise ValueError(f"{where}: expected {{\"frame\": N, \"people\": [...]}}")
-                index = int(obj.get("frame", lineno))
+                    raise InputError(f"{where}: expected {{\"frame\": N, \"people\": [...]}}")
+                index = obj.get("frame", lineno)
+                if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                    raise InputError(f"{where}: 'frame' must be a frame number (0, 1, ...), got {index!r}")
+                if index in self.frames:
+                    raise InputError(f"{where}: a second line for frame {index}")
                 self.frames[index] = [_parse_person(p, where) for p in obj.get("people", [])]
+
+    def check_matches(self, frame_count: int | None, frame_size: tuple[int, int] | None, what: str) -> None:
+        """Refuse keypoints that cannot belong to ``what`` (a video or image folder of
+        ``frame_count`` frames of ``frame_size`` ``(H, W)``; ``None``: unknown): a line for a frame it
+        does not have, or keypoints far outside its frames (the keypoints of another video or
+        resolution). Keypoints may reach a quarter of the frame beyond its edges (people partly out
+        of the picture)."""
+        if not self.frames:
+            return
+        last = max(self.frames)
+        if frame_count is not None and last >= frame_count:
+            raise InputError(f"keypoint file {self.path} has a line for frame {last}, but {what} has "
+                             f"{frame_count} frames (numbered from 0): are these the keypoints of another video?")
+        if frame_size is None:
+            return
+        points = [e[0][e[0][:, 2] > 0, :2] for people in self.frames.values() for e in people]
+        points = np.concatenate(points) if points else np.zeros((0, 2), np.float32)
+        points = points[np.isfinite(points).all(axis=1)]
+        if not len(points):
+            return
+        h, w = frame_size
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        if lo[0] < -0.25 * w or lo[1] < -0.25 * h or hi[0] > 1.25 * w or hi[1] > 1.25 * h:
+            raise InputError(f"keypoint file {self.path} has keypoints from ({lo[0]:.0f}, {lo[1]:.0f}) to "
+                             f"({hi[0]:.0f}, {hi[1]:.0f}), far outside the {w}x{h} frames of {what}: are these "
+                             "the keypoints of another video or resolution?")
 
     def __call__(self, frame: Frame) -> PoseResult:
         entries = self.frames.get(frame.index, [])

@@ -2,7 +2,7 @@
 
 - :func:`crop_frame`: people + full-frame pose maps -> normalised image crops ``(N, 3, H, W)`` and
   pose-map crops ``(N, 56, Hs, Ws)`` at the embedder's :class:`~spot_edge.preprocessing.PreprocessSpec`.
-- :func:`embed_crops`: crops of one modality -> embeddings ``(N, D)``, split into batches.
+- embedding: the backend's :meth:`spot_edge.backends.base.Embedder.embed`, called by the runner.
 - :func:`match_embeddings`: embeddings -> :class:`~spot_edge.pipeline.events.MatchEvent` per person
   (search of the *other* modality's gallery entries).
 """
@@ -10,27 +10,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from spot_edge.pipeline.events import MatchEvent
 from spot_edge.pipeline.pose_sources import Person, PoseResult
 from spot_edge.pipeline.sources import Frame
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """The SPOT backend interface (:mod:`spot_edge.backends`).
-
-    ``embed(images (B, 3, H, W) float32 normalised, heatmaps (B, 56, Hs, Ws) float32, modality)``
-    returns ``(B, D)`` float32 L2-normalised embeddings.
-    """
-
-    preprocessing: object
-    embedding_dim: int
-
-    def embed(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray: ...
 
 
 @dataclass
@@ -44,7 +29,6 @@ class FrameWork:
     heatmaps: np.ndarray | None = None  # (N, 56, Hs, Ws) float32
     embeddings: np.ndarray | None = None  # (N, D)
     events: list[MatchEvent] = field(default_factory=list)
-    error: str | None = None
 
 
 def crop_frame(image: np.ndarray, pose: PoseResult, preprocessing, expand: float = 0.0
@@ -80,21 +64,6 @@ def crop_frame(image: np.ndarray, pose: PoseResult, preprocessing, expand: float
     return images, heatmaps
 
 
-def embed_crops(embedder: Embedder, images: np.ndarray, heatmaps: np.ndarray, modality: str,
-                max_batch: int = 32) -> np.ndarray:
-    """``(N, 3, H, W)``, ``(N, 56, Hs, Ws)`` -> ``(N, D)`` float32, at most ``max_batch`` crops a call."""
-    n = len(images)
-    if n == 0:
-        return np.zeros((0, int(embedder.embedding_dim)), np.float32)
-    out = []
-    for i in range(0, n, max_batch):
-        e = np.asarray(embedder.embed(images[i:i + max_batch], heatmaps[i:i + max_batch], modality), np.float32)
-        if e.ndim != 2 or e.shape[0] != len(images[i:i + max_batch]):
-            raise RuntimeError(f"the embedder returned shape {e.shape} for a batch of {len(images[i:i + max_batch])}")
-        out.append(e)
-    return np.concatenate(out)
-
-
 def match_embeddings(work: FrameWork, gallery, threshold: float | None, top_k: int = 5) -> list[MatchEvent]:
     """One event per person of ``work``: its best entries of the other modality in ``gallery``."""
     frame = work.frame
@@ -121,4 +90,4 @@ def match_embeddings(work: FrameWork, gallery, threshold: float | None, top_k: i
     return events
 
 
-__all__ = ["Embedder", "FrameWork", "crop_frame", "embed_crops", "match_embeddings"]
+__all__ = ["FrameWork", "crop_frame", "match_embeddings"]

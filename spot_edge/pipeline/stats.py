@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -73,7 +71,7 @@ class SourceCounters:
     """What happened to one source's frames.
 
     Every frame read ends up in exactly one of: processed, dropped (the pipeline was behind),
-    discarded (still queued at shutdown) or errors (pose / crop failed on it).
+    discarded (still queued at shutdown) or errors (unusable, or pose / crop failed on it).
     """
 
     frames_read: int = 0
@@ -86,7 +84,7 @@ class SourceCounters:
     disconnects: int = 0  # a live source stopped delivering frames
     reconnects: int = 0  # successful reopenings after a disconnect
     reconnect_attempts: int = 0
-    errors: int = 0  # frames that failed in pose/crop
+    errors: int = 0  # frames that could not be used, or failed in pose/crop
     status: str = "starting"  # starting | running | reconnecting | finished | stopped | failed
     last_error: str | None = None
 
@@ -119,15 +117,4 @@ class Counters:
             return {k: v.to_dict() for k, v in self._by_source.items()}
 
 
-def save_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write JSON atomically (temp + fsync + replace)."""
-    from spot_edge.gallery import atomic_write_bytes
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = (json.dumps(data, indent=2, default=str) + "\n").encode()
-    atomic_write_bytes(path, lambda f: f.write(payload))
-    return path
-
-
-__all__ = ["LatencyStats", "SourceCounters", "Counters", "save_json"]
+__all__ = ["LatencyStats", "SourceCounters", "Counters"]
