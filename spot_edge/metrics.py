@@ -1,7 +1,7 @@
 """Cross-modality re-identification metrics: CMC, mAP and mINP.
 
 Implements the community protocol of the AGW / DDAG / CAJ code base exactly as written in
-``specs/evaluation.md``:
+``docs/evaluation-protocol.md``:
 
 - the gallery of every query is ranked by ascending distance with a *stable* sort (exact ties
   keep gallery order, unlike an implementation-defined ``np.argsort``);
@@ -71,7 +71,7 @@ def evaluate(
     protocol: str = "sysu",
     max_rank: int = 20,
 ) -> dict[str, Any]:
-    """CMC, mAP and mINP of a query x gallery distance matrix (``specs/evaluation.md``).
+    """CMC, mAP and mINP of a query x gallery distance matrix (``docs/evaluation-protocol.md``).
 
     Args:
         distmat: ``(Q, G)`` distances, smaller is more similar.

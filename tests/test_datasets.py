@@ -176,3 +176,31 @@ def test_regdb_reader(tmp_path):
     (root / "idx" / "test_visible_5.txt").write_text("Visible/1/a.bmp\n")
     with pytest.raises(ValueError, match="test_visible_5.txt:1"):
         regdb_list(root, 5, "test", "visible")
+
+
+def test_a_relative_root_gives_absolute_paths(tmp_path, monkeypatch, sysu_root):
+    monkeypatch.chdir(sysu_root.parent)
+    q = sysu_query(sysu_root.name)
+    assert q.paths == sysu_query(sysu_root).paths and all(os.path.isabs(p) for p in q.paths)
+    assert sysu_train(sysu_root.name).visible.paths == sysu_train(sysu_root).visible.paths
+
+
+def test_incomplete_test_sets_are_named(tmp_path):
+    from spot_edge.training.datasets import check_sysu_test_set
+
+    root = tmp_path / "sysu"
+    for cam in range(1, 7):
+        (root / f"cam{cam}").mkdir(parents=True)
+    (root / "exp").mkdir()
+    (root / "exp" / "test_id.txt").write_text("1,2,3\n")
+    for pid, cams in ((1, (1, 3)), (2, (6,)), (3, (4,))):  # 2 has no visible, 3 no infrared image
+        for cam in cams:
+            (root / f"cam{cam}" / f"{pid:04d}").mkdir()
+            (root / f"cam{cam}" / f"{pid:04d}" / "0001.jpg").write_bytes(b"x")
+    with pytest.raises(DatasetLayoutError, match=r"2 test identities .*0002 \(visible\), 0003 \(infrared\)"):
+        check_sysu_test_set(root)
+    (root / "cam2" / "0002").mkdir()
+    (root / "cam2" / "0002" / "0001.jpg").write_bytes(b"x")
+    (root / "cam3" / "0003").mkdir()
+    (root / "cam3" / "0003" / "0001.jpg").write_bytes(b"x")
+    check_sysu_test_set(root)  # complete: no error (indoor-only gaps are the protocol's own)

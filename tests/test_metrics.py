@@ -9,7 +9,7 @@ from spot_edge.metrics import cosine_distance, evaluate
 
 
 def _reference(distmat, q_pids, g_pids, q_cams, g_cams, protocol, max_rank):
-    """Plain-Python loops straight from specs/evaluation.md (no numpy tricks)."""
+    """Plain-Python loops straight from docs/evaluation-protocol.md (no numpy tricks)."""
     num_q, num_g = len(distmat), len(distmat[0])
     cmc_sum = [0.0] * max_rank
     aps, inps = [], []

@@ -85,3 +85,36 @@ def test_unknown_fields_and_presets(tmp_path):
 def test_differences_name_fields():
     diffs = preset("spot").differences(preset("spot", num_parts=5, fusion="max"))
     assert set(diffs) == {"num_parts", "fusion"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"num_parts": "seven"}, "num_parts must be an integer, got 'seven'"),
+    ({"num_parts": 2.5}, "num_parts must be an integer"),
+    ({"use_asr": "yes"}, "use_asr must be true or false"),
+    ({"gem_p": None}, "gem_p must be a number"),
+    ({"backbone": 50}, "backbone must be a string"),
+    ({"relation_channels": [8, 8]}, "relation_channels must be a list of 4 integers"),
+    ({"preprocessing": {"height": "tall"}}, "preprocessing.height must be an integer"),
+    ({"preprocessing": {"heigth": 64}}, "unknown preprocessing field(s) heigth"),
+    ({"preprocessing": {"height": 8}}, "preprocessing: input size"),
+    ({"transformer_heads": 0}, "transformer_heads must be >= 1"),
+    ({"transformer_dropout": 1.5}, "transformer_dropout"),
+])
+def test_wrong_types_and_values_name_the_field(fields, message):
+    for make in (lambda: SpotConfig.from_dict(fields), lambda: preset("spot-small", **fields)):
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert message in str(info.value)
+
+
+def test_preset_overrides_and_files_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="unknown SpotConfig fields.*num_part"):
+        preset("spot", num_part=3)
+    with pytest.raises(ConfigError, match="preset must be a string"):
+        preset(6)
+    (tmp_path / "c.yaml").write_text("preset: spot-small\nnum_parts: [4\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3:1: YAML syntax error"):
+        SpotConfig.load(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("preset: spot-small\nnum_part: 4\n")
+    with pytest.raises(ConfigError, match="num_part"):
+        SpotConfig.load(tmp_path / "d.yaml")

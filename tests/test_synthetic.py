@@ -108,7 +108,27 @@ def test_bad_config_and_target(tmp_path):
     with pytest.raises(ValueError, match="images_per_camera"):
         SyntheticConfig(images_per_camera=(3, 1))
     (tmp_path / "precious.txt").write_text("data")
-    with pytest.raises(FileExistsError, match="not empty"):
-        generate_sysu_like(tmp_path, SMALL)
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="not empty"):
+            generate_sysu_like(tmp_path, SMALL, force=force)
+    assert (tmp_path / "precious.txt").read_text() == "data"
     with pytest.raises(FileNotFoundError, match="keypoints"):
         load_keypoints(tmp_path)
+
+
+def test_generation_is_all_or_nothing(tmp_path, small_tree):
+    root, _ = small_tree
+    target = tmp_path / "sysu"
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_sysu_like(target, SMALL, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []  # no partial tree, no temporary folder
+    generate_sysu_like(target, SMALL)
+    before = _digest(target)
+    with pytest.raises(KeyboardInterrupt):
+        generate_sysu_like(target, SMALL, progress=interrupt, force=True)
+    assert _digest(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["sysu"]

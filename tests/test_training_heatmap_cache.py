@@ -116,3 +116,36 @@ def test_openpose_png_source(tree, tmp_path):
         assert np.abs(cache.get(rel) - expected[rel]).max() < 0.03
     with pytest.raises(HeatmapCacheError, match="does not exist"):
         build_heatmap_cache(tmp_path / "c2", tree, sorted(kps)[3:4], openpose_png_source(png_root), (8, 4))
+
+
+def test_a_root_relative_to_the_working_directory_works(tree, tmp_path, monkeypatch):
+    """The dataset readers' paths and the cache agree whatever form the root was typed in."""
+    import shutil
+
+    from spot_edge.training.datasets import sysu_train
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tree, "data/s")
+    kps = load_keypoints("data/s")
+    build_heatmap_cache("data/s/cache", "data/s", sorted(kps), keypoint_source(kps), (8, 4))
+    train = sysu_train("data/s")
+    for root in ("data/s", "./data/s", str(tmp_path / "data" / "s"), "data/../data/s"):
+        cache = HeatmapCache("data/s/cache", root)
+        assert cache.verify(train.visible.paths + train.infrared.paths) == []
+        assert cache.get_batch(train.visible.paths[:2]).shape == (2, 56, 8, 4)
+    with pytest.raises(HeatmapCacheError, match="outside the dataset root"):
+        cache.get(str(tmp_path / "elsewhere.jpg"))
+
+
+def test_an_interrupted_build_keeps_the_previous_cache(tree, tmp_path):
+    kps = load_keypoints(tree)
+    paths = sorted(kps)
+    build_heatmap_cache(tmp_path / "c", tree, paths[:2], keypoint_source(kps), (8, 4))
+
+    def failing_source(rel, path, size):
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        build_heatmap_cache(tmp_path / "c", tree, paths, failing_source, (8, 4))
+    assert len(HeatmapCache(tmp_path / "c", tree)) == 2
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["heatmaps.npy", "manifest.json"]

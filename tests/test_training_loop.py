@@ -13,6 +13,7 @@ import torch
 from spot_edge.training.config import TrainConfig, apply_overrides
 from spot_edge.training.loop import MODEL_FILE, TRAIN_STATE, train
 from spot_edge.training.synthetic_dataset import SyntheticConfig, generate_sysu_like
+from spot_edge.training.train_state import load_train_state
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,9 @@ def test_interrupted_run_resumes_exactly(tiny_root, tmp_path):
     split = tmp_path / "split"
     first = train(_config(tiny_root, split), max_epochs=1, show_progress=False)
     assert first["epochs_done"] == 1 and "results" not in first
-    state = torch.load(split / TRAIN_STATE, weights_only=False)
+    state = load_train_state(split / TRAIN_STATE)
     assert state["epoch"] == 1 and {"optimizer", "schedule", "sampler", "rng"} <= set(state)
+    assert not list(split.rglob("*.pt"))  # no pickle anywhere in the run folder
     second = train(_config(tiny_root, split), show_progress=False, evaluate_at_end=False)
     assert second["epochs_done"] == 2
     a, b = _weights(straight), _weights(split)
@@ -79,6 +81,10 @@ def test_evaluation_refuses_a_missing_checkpoint(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="untrained"):
         checkpoint_embedder(tmp_path / "nope.safetensors")
+    (tmp_path / "idx").mkdir()
+    for mod in ("visible", "thermal"):  # a complete RegDB test list for split 3, images present
+        (tmp_path / f"{mod}.bmp").write_bytes(b"x")
+        (tmp_path / "idx" / f"test_{mod}_3.txt").write_text(f"{mod}.bmp 1\n")
     with pytest.raises(FileNotFoundError, match="split3"):
         evaluate_regdb(lambda s: checkpoint_embedder(tmp_path / f"split{s}" / "model.safetensors"), tmp_path, [3])
 
@@ -101,6 +107,6 @@ def test_ddp_two_processes_gloo(tiny_root, tmp_path):
            "-m", "spot_edge.cli.train", "train", "-c", str(path), "--quiet", "--no-evaluate"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    state = torch.load(out / TRAIN_STATE, weights_only=False)
+    state = load_train_state(out / TRAIN_STATE)
     assert state["epoch"] == 1 and len(state["rng"]) == 2
     assert (out / MODEL_FILE).is_file()

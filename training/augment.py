@@ -2,7 +2,7 @@
 
 - horizontal flip: the image is mirrored and the maps go through
   :func:`spot_edge.pose.skeleton.flip_pose_maps` (left/right keypoint channels swapped, mirrored
-  limbs' PAF pairs swapped, PAF x components negated; ``specs/openpose.md``);
+  limbs' PAF pairs swapped, PAF x components negated);
 - pad-and-crop: the image is zero-padded by ``pad`` pixels and cropped back at a random
   offset, i.e. translated by an integer ``(tx, ty)`` in ``[-pad, pad]``; the maps are
   translated by the same amount in image units (``tx * w / W`` map pixels, bilinear, zero

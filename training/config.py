@@ -1,27 +1,44 @@
 """Training configuration: every value of the recipe in one YAML file.
 
 A file has the sections ``model``, ``data``, ``sampler``, ``augment``, ``loss``, ``optim`` and
-``run``; unknown keys are errors (a typo must not silently fall back to a default). The
-defaults are the paper's recipe plus the community code base's additions (Sec. IV-A and
-``specs/spot-model.md``): SGD lr 0.1, 60 epochs, 8 ids x (4 visible + 4 infrared), pad-10 crop,
-flip, random erasing, warm-up over 10 epochs, decays at 20 and 50, backbone lr x0.1,
-momentum 0.9 Nesterov, weight decay 5e-4.
+``run``; unknown keys are errors (a typo must not silently fall back to a default), and so are
+values of the wrong type (``optim.lr must be a number, got 'fast'``) or out of range
+(``optim.epochs must be at least 1, got 0``): refused, never clamped. The defaults are the
+paper's recipe plus the community code base's additions (Sec. IV-A): SGD lr 0.1, 60 epochs,
+8 ids x (4 visible + 4 infrared), pad-10 crop, flip, random erasing, warm-up over 10 epochs,
+decays at 20 and 50, backbone lr x0.1, momentum 0.9 Nesterov, weight decay 5e-4.
 
 ``model`` holds a SpotConfig preset name plus field overrides, e.g.
 ``{preset: spot-small, num_parts: 5}``; ``num_classes`` is filled from the training set.
+
+Paths (``data.root``, ``data.heatmap_cache``, ``run.out_dir``, ``run.imagenet_weights``) are
+paths as the user typed them: relative paths are relative to the current working directory
+(not to the YAML file), whether they come from the YAML file or from a ``--set`` override.
+They are resolved once, when the configuration is made (:func:`spot_edge.paths.user_path`);
+everything after works with absolute paths, and the ``config.yaml`` saved in a run folder
+records them absolute.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from spot_edge.errors import SpotEdgeError
+from spot_edge.paths import user_path
 
 __all__ = [
     "DataConfig", "SamplerConfig", "AugmentConfig", "LossConfig", "OptimConfig", "RunConfig",
-    "TrainConfig", "load_train_config", "apply_overrides",
+    "TrainConfig", "TrainConfigError", "load_train_config", "apply_overrides", "PATH_KEYS",
 ]
+
+
+class TrainConfigError(SpotEdgeError, ValueError):
+    """A training configuration is malformed: unknown key, wrong type, value out of range,
+    YAML syntax error. The message names the key (``optim.lr``) and what is expected."""
 
 
 @dataclass
@@ -34,7 +51,7 @@ class DataConfig:
         regdb_split: RegDB split 1..10 (train on split t, evaluate on split t).
         heatmap_source: "keypoints" (ground-truth keypoints of a synthetic tree), "cache"
             (an existing cache, built elsewhere) or "none" (configurations without structure).
-        heatmap_cache: cache folder; default ``<root>/heatmap_cache_<h>x<w>``.
+        heatmap_cache: cache folder; default ``<root>/heatmap_cache_<h>x<w>_<dtype>``.
         heatmap_size: ``[h, w]`` of the stored maps; default the model's ``preprocessing.heatmap_size``.
         heatmap_dtype: "uint8" or "float16".
         preload: decode and resize all training images into memory once.
@@ -124,9 +141,9 @@ class RunConfig:
         imagenet_weights: local torchvision ResNet weights for the backbone (None: random init).
         eval_every: evaluate on the test protocol every n epochs (0: only at the end).
         eval_trials: SYSU trials used by the periodic evaluation (10 at the end).
-        log_every: steps between progress updates of the metrics log.
+        log_every: steps between progress updates of the metrics log (0: none).
         threads: torch CPU threads (0: leave torch's default).
-        amp: bfloat16/float16 autocast on CUDA.
+        amp: bfloat16 autocast on CUDA.
     """
 
     out_dir: str = "runs/spot"
@@ -138,6 +155,80 @@ class RunConfig:
     log_every: int = 10
     threads: int = 0
     amp: bool = False
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "sampler": SamplerConfig, "augment": AugmentConfig,
+                             "loss": LossConfig, "optim": OptimConfig, "run": RunConfig}
+
+#: Configuration values that are paths (resolved against the working directory once).
+PATH_KEYS = (("data", "root"), ("data", "heatmap_cache"), ("run", "out_dir"), ("run", "imagenet_weights"))
+
+
+def _at_least(minimum: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= minimum), f"at least {minimum:g}"
+
+
+def _positive() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v > 0), "positive"
+
+
+def _within(lo: float, hi: float, hi_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    if hi_open:
+        return (lambda v: lo <= v < hi), f"in [{lo:g}, {hi:g})"
+    return (lambda v: lo <= v <= hi), f"in [{lo:g}, {hi:g}]"
+
+
+#: Ranges of the numeric values: ``(section, key) -> (accepts, "expected range in words")``;
+#: None values (optional keys) are not range-checked.
+RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("data", "regdb_split"): _within(1, 10),
+    ("data", "workers"): _at_least(0),
+    ("sampler", "num_ids"): _at_least(2),  # the triplet loss needs negatives in every batch
+    ("sampler", "num_instances"): _at_least(1),
+    ("sampler", "batches_per_epoch"): _at_least(1),
+    ("augment", "flip"): _within(0, 1),
+    ("augment", "pad"): _at_least(0),
+    ("augment", "erasing"): _within(0, 1),
+    ("loss", "triplet_margin"): _at_least(0),
+    ("loss", "triplet_weight"): _at_least(0),
+    ("loss", "label_smoothing"): _within(0, 1, hi_open=True),
+    ("optim", "lr"): _positive(),
+    ("optim", "momentum"): _within(0, 1, hi_open=True),
+    ("optim", "weight_decay"): _at_least(0),
+    ("optim", "backbone_lr_factor"): _at_least(0),
+    ("optim", "warmup_epochs"): _at_least(0),
+    ("optim", "gamma"): _positive(),
+    ("optim", "epochs"): _at_least(1),
+    ("optim", "grad_clip"): _positive(),
+    ("run", "seed"): _at_least(0),
+    ("run", "eval_every"): _at_least(0),
+    ("run", "eval_trials"): _at_least(1),
+    ("run", "log_every"): _at_least(0),
+    ("run", "threads"): _at_least(0),
+}
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("data", "dataset"): ("sysu", "regdb"),
+    ("data", "heatmap_source"): ("keypoints", "cache", "none"),
+    ("data", "heatmap_dtype"): ("uint8", "float16"),
+}
+
+
+def _value_problems(section: str, values: dict[str, Any]) -> list[str]:
+    """Range and choice problems of one (well-typed) section."""
+    problems = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
+            problems.append(f"{section}.{key} must be one of {', '.join(CHOICES[(section, key)])}, got {value!r}")
+        if (section, key) in RANGES:
+            accepts, words = RANGES[(section, key)]
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{section}.{key} must be a finite number, got {value!r}")
+            elif not accepts(value):
+                problems.append(f"{section}.{key} must be {words}, got {value!r}")
+    return problems
 
 
 @dataclass
@@ -152,95 +243,152 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        self._resolve_paths()
+
+    def _resolve_paths(self) -> None:
+        for section, key in PATH_KEYS:
+            part = getattr(self, section)
+            value = getattr(part, key)
+            if value:  # "" (data.root unset) and None stay as they are
+                setattr(part, key, str(user_path(value)))
 
     def validate(self) -> None:
-        errors = []
-        d, s, a, o = self.data, self.sampler, self.augment, self.optim
-        if d.dataset not in ("sysu", "regdb"):
-            errors.append(f"data.dataset must be 'sysu' or 'regdb', got {d.dataset!r}")
-        if d.heatmap_source not in ("keypoints", "cache", "none"):
-            errors.append(f"data.heatmap_source must be keypoints, cache or none, got {d.heatmap_source!r}")
-        if d.heatmap_dtype not in ("uint8", "float16"):
-            errors.append("data.heatmap_dtype must be uint8 or float16")
-        if d.heatmap_size is not None and (len(d.heatmap_size) != 2 or min(d.heatmap_size) < 1):
-            errors.append(f"data.heatmap_size must be [h, w], got {d.heatmap_size}")
-        if s.num_ids < 2 or s.num_instances < 1:
-            errors.append("sampler needs num_ids >= 2 (triplet negatives) and num_instances >= 1")
-        if s.batches_per_epoch is not None and s.batches_per_epoch < 1:
-            errors.append("sampler.batches_per_epoch must be >= 1")
-        if not (0 <= a.flip <= 1 and 0 <= a.erasing <= 1) or a.pad < 0:
-            errors.append("augment.flip and augment.erasing are probabilities; augment.pad >= 0")
-        if len(a.erasing_area) != 2 or not 0 < a.erasing_area[0] <= a.erasing_area[1] < 1:
-            errors.append("augment.erasing_area must be [min, max] with 0 < min <= max < 1")
-        if o.lr <= 0 or o.epochs < 1 or o.warmup_epochs < 0 or o.backbone_lr_factor < 0:
-            errors.append("optim: lr > 0, epochs >= 1, warmup_epochs >= 0, backbone_lr_factor >= 0")
-        if list(o.milestones) != sorted(o.milestones):
-            errors.append(f"optim.milestones must be increasing, got {o.milestones}")
+        """Raise :class:`TrainConfigError` naming every wrong key (type first, then range)."""
+        from spot_edge.model.config_checks import field_type_errors
+
+        types = []
+        for name, klass in SECTIONS.items():
+            types += field_type_errors(klass, dataclasses.asdict(getattr(self, name)), prefix=f"{name}.")
         if not isinstance(self.model, dict):
-            errors.append("model must be a mapping (preset name + SpotConfig overrides)")
+            types.append(f"model must be a mapping (a preset name and SpotConfig overrides), got {self.model!r}")
+        if types:
+            raise TrainConfigError("invalid training config: " + "; ".join(types))
+        errors = []
+        for name in SECTIONS:
+            errors += _value_problems(name, dataclasses.asdict(getattr(self, name)))
+        d, a, o = self.data, self.augment, self.optim
+        if d.heatmap_size is not None and (len(d.heatmap_size) != 2 or min(d.heatmap_size) < 1):
+            errors.append(f"data.heatmap_size must be [h, w] with h, w >= 1, got {d.heatmap_size}")
+        if len(a.erasing_area) != 2 or not 0 < a.erasing_area[0] <= a.erasing_area[1] < 1:
+            errors.append(f"augment.erasing_area must be [min, max] with 0 < min <= max < 1, got {a.erasing_area}")
+        if list(o.milestones) != sorted(o.milestones) or any(m < 0 for m in o.milestones):
+            errors.append(f"optim.milestones must be increasing epochs >= 0, got {o.milestones}")
+        if o.nesterov and not o.momentum > 0:
+            errors.append("optim.nesterov needs optim.momentum > 0 (set optim.nesterov=false)")
+        errors += _model_problems(self.model)
         if errors:
-            raise ValueError("invalid training config: " + "; ".join(errors))
+            raise TrainConfigError("invalid training config: " + "; ".join(errors))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        sections = {"data": DataConfig, "sampler": SamplerConfig, "augment": AugmentConfig,
-                    "loss": LossConfig, "optim": OptimConfig, "run": RunConfig}
-        unknown = sorted(set(data) - set(sections) - {"model"})
+        """A configuration from a mapping of sections (unknown sections and keys refused)."""
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"a training config must be a mapping of sections, got {data!r}")
+        unknown = sorted(set(data) - set(SECTIONS) - {"model"})
         if unknown:
-            raise ValueError(f"unknown training config sections: {unknown}; known: model, {', '.join(sections)}")
-        kwargs: dict[str, Any] = {"model": dict(data.get("model") or {"preset": "spot"})}
-        for name, klass in sections.items():
-            values = data.get(name) or {}
+            raise TrainConfigError(f"unknown training config sections: {', '.join(map(str, unknown))}; "
+                                   f"known: model, {', '.join(SECTIONS)}")
+        model = data.get("model")
+        kwargs: dict[str, Any] = {"model": dict(model) if isinstance(model, dict) else
+                                  ({"preset": "spot"} if model is None else model)}
+        for name, klass in SECTIONS.items():
+            values = data.get(name)
+            values = {} if values is None else values
             if not isinstance(values, dict):
-                raise ValueError(f"config section {name!r} must be a mapping")
-            known = {f.name for f in dataclasses.fields(klass)}
-            bad = sorted(set(values) - known)
+                raise TrainConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}")
+            known = [f.name for f in dataclasses.fields(klass)]
+            bad = sorted(str(k) for k in set(values) - set(known))
             if bad:
-                raise ValueError(f"unknown keys in config section {name!r}: {bad}; known: {sorted(known)}")
+                raise TrainConfigError(f"unknown keys in config section {name!r}: "
+                                       f"{', '.join(f'{name}.{k}' for k in bad)}; known: {', '.join(known)}")
             kwargs[name] = klass(**values)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
         import yaml
 
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from spot_edge.atomic import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def _parse_scalar(text: str) -> Any:
+def _model_problems(model: dict[str, Any]) -> list[str]:
+    """Problems of the ``model`` section, found by building its SpotConfig (any class count)."""
+    from spot_edge.model.config import SpotConfig, preset
+    from spot_edge.model.config_checks import ConfigError, field_type_errors
+
+    values = dict(model)
+    values.pop("num_classes", None)
+    name = values.pop("preset", None)
+    problems = field_type_errors(SpotConfig, values, prefix="model.")
+    known = {f.name for f in dataclasses.fields(SpotConfig)}
+    unknown = sorted(str(k) for k in set(values) - known)
+    if unknown:
+        problems.append(f"unknown keys in config section 'model': {', '.join(f'model.{k}' for k in unknown)}; "
+                        f"known: preset, {', '.join(sorted(known - {'num_classes'}))}")
+    if name is not None and not isinstance(name, str):
+        problems.append(f"model.preset must be a string (a preset name), got {name!r}")
+    if problems:
+        return problems
+    try:
+        if name is not None:
+            preset(name, num_classes=1, **values)
+        else:
+            SpotConfig(**{**values, "num_classes": 1})
+    except ConfigError as exc:
+        return [f"model: {exc}"]
+    return []
+
+
+def _parse_value(item: str, text: str) -> Any:
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TrainConfigError(f"--set {item}: the value is not valid YAML ({problem})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping."""
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping.
+
+    Dotted keys reach nested mappings (``model.preprocessing.height=64``).
+    """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.epochs=5)")
-        key, value = item.split("=", 1)
-        section, name = key.split(".", 1)
-        out.setdefault(section, {})
-        if not isinstance(out[section], dict):
-            raise ValueError(f"cannot override {key}: {section} is not a section")
-        out[section][name] = _parse_scalar(value)
+        key, sep, value = item.partition("=")
+        names = key.strip().split(".")
+        if not sep or len(names) < 2 or not all(names):
+            raise TrainConfigError(f"override {item!r} must look like section.key=value (e.g. optim.epochs=5)")
+        target = out
+        for depth, name in enumerate(names[:-1]):
+            current = target.get(name)
+            if current is None:
+                current = target[name] = {}
+            elif not isinstance(current, dict):
+                raise TrainConfigError(f"cannot override {key}: {'.'.join(names[:depth + 1])} is not a section")
+            else:
+                current = target[name] = dict(current)
+            target = current
+        target[names[-1]] = _parse_value(item, value)
     return out
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML training config (or the defaults when ``path`` is None) and apply overrides."""
-    import yaml
+    """Read a YAML training config (or the defaults when ``path`` is None) and apply overrides.
+
+    Relative paths inside (and in ``overrides``) are relative to the current working directory.
+    """
+    from spot_edge.model.config_checks import read_config_file
 
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = read_config_file(user_path(path))
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path} must hold a mapping of config sections")
+            raise TrainConfigError(f"{path} must hold a mapping of config sections (model, data, optim...)")
         data = loaded or {}
     return TrainConfig.from_dict(apply_overrides(data, overrides or []))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from spot_edge.imageio import read_image  # the project's one image reader (re-exported here)
+from spot_edge.modality import MODALITIES, modality_index
 from spot_edge.preprocessing import PreprocessSpec
 from spot_edge.training.augment import flip_pair, pad_crop_pair, random_erase
 from spot_edge.training.config import AugmentConfig
@@ -77,7 +78,8 @@ class TrainBatches(torch.utils.data.Dataset):
         batch = self.plan[b]
         rng = np.random.default_rng([self.seed, self.epoch, b, 7])
         images, maps = [], []
-        for side, store, idx in ((0, self.visible, batch.visible), (1, self.infrared, batch.infrared)):
+        for side, store, idx in ((modality_index("visible"), self.visible, batch.visible),
+                                 (modality_index("infrared"), self.infrared, batch.infrared)):
             stored = None
             if self._cache_index is not None:
                 stored = self.cache.get_by_index(self._cache_index[side][idx])
@@ -100,7 +102,7 @@ class TrainBatches(torch.utils.data.Dataset):
         out = {
             "images": torch.from_numpy(x),
             "labels": torch.from_numpy(np.concatenate([batch.labels, batch.labels])),
-            "modality": torch.cat([torch.zeros(k, dtype=torch.long), torch.ones(k, dtype=torch.long)]),
+            "modality": torch.cat([torch.full((k,), modality_index(m), dtype=torch.long) for m in MODALITIES]),
         }
         if maps:
             out["heatmaps"] = torch.from_numpy(np.ascontiguousarray(np.stack(maps), dtype=np.float32))

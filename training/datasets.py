@@ -1,4 +1,4 @@
-"""SYSU-MM01 and RegDB readers that reproduce the community protocol (``specs/evaluation.md``).
+"""SYSU-MM01 and RegDB readers that reproduce the community protocol (``docs/evaluation-protocol.md``).
 
 SYSU-MM01 official layout::
 
@@ -18,8 +18,13 @@ Visible cameras 1, 2, 4, 5; infrared cameras 3, 6.
 RegDB: ``root/idx/{train,test}_{visible,thermal}_{split}.txt`` with lines
 ``<relative path> <label>``, ``split`` in 1..10.
 
-Paths are returned as strings ``os.path.join(root, <relative path>)``. Only image files
-(``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) are listed, so side files never shift a gallery draw.
+Paths are returned as absolute strings ``os.path.join(abspath(root), <relative path>)``: a
+root given relative to the working directory is resolved once, here. Only image files
+(``.jpg``, ``.jpeg``, ``.png``, ``.bmp``: the protocol's own filter, deliberately narrower than
+``spot_edge.imageio.IMAGE_SUFFIXES``) are listed, so side files never shift a gallery draw.
+
+:func:`check_sysu_test_set` and :func:`missing_images` let the evaluation refuse an incomplete
+test set (the protocol would otherwise silently drop the queries of identities it cannot match).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ __all__ = [
     "ImageList",
     "TrainSet",
     "read_sysu_ids",
+    "check_sysu_test_set",
+    "missing_images",
     "sysu_query",
     "sysu_gallery",
     "sysu_train",
@@ -93,10 +100,26 @@ class TrainSet:
 
 
 def _check_root(root: str | os.PathLike) -> str:
-    root = os.fspath(root)
+    """``root`` as an absolute path (relative to the working directory), checked to be a folder."""
+    if not os.fspath(root):
+        raise DatasetLayoutError("no dataset root given")
+    root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
-        raise DatasetLayoutError(f"dataset root {root!r} does not exist or is not a folder")
+        raise DatasetLayoutError(f"dataset root {root} does not exist or is not a folder")
     return root
+
+
+def _examples(items: list[str], count: int = 5) -> str:
+    return ", ".join(items[:count]) + (" ..." if len(items) > count else "")
+
+
+def missing_images(paths: list[str], what: str) -> None:
+    """Raise :class:`DatasetLayoutError` naming how many of ``paths`` (the images a protocol
+    lists) are not files, with a few examples."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DatasetLayoutError(f"{len(missing)} of the {len(paths)} {what} images do not exist, e.g. "
+                                 f"{_examples(missing, 3)}; the dataset is incomplete (interrupted copy?)")
 
 
 def _check_mode(mode: str) -> tuple[int, ...]:
@@ -138,7 +161,7 @@ def _require_cameras(root: str, cams: tuple[int, ...]) -> None:
     missing = [c for c in cams if not os.path.isdir(os.path.join(root, f"cam{c}"))]
     if missing:
         raise DatasetLayoutError(
-            f"{root!r} is not a complete SYSU-MM01 tree: missing camera folders "
+            f"{root} is not a complete SYSU-MM01 tree: missing camera folders "
             f"{', '.join(f'cam{c}' for c in missing)}"
         )
 
@@ -169,7 +192,7 @@ def sysu_query(root: str | os.PathLike, mode: str = "all") -> ImageList:
                     pids.append(pid)
                     cams.append(cam)
     if not paths:
-        raise DatasetLayoutError(f"no infrared test images under {root!r} (cam3/<id>, cam6/<id> for exp/test_id.txt)")
+        raise DatasetLayoutError(f"no infrared test images under {root} (cam3/<id>, cam6/<id> for exp/test_id.txt)")
     return _to_list(paths, pids, cams)
 
 
@@ -206,8 +229,33 @@ def sysu_gallery(root: str | os.PathLike, mode: str = "all", trial: int = 0) -> 
     finally:
         random.setstate(saved_state)
     if not paths:
-        raise DatasetLayoutError(f"no visible test images under {root!r} for mode {mode!r}")
+        raise DatasetLayoutError(f"no visible test images under {root} for mode {mode!r}")
     return _to_list(paths, pids, cams)
+
+
+def check_sysu_test_set(root: str | os.PathLike) -> None:
+    """Refuse an incomplete SYSU-MM01 test set: every test identity needs an infrared image
+    (cam3/cam6, its queries) and a visible image (cam1/2/4/5, its gallery candidates).
+
+    The protocol skips queries without a true match in the gallery, so a test identity whose
+    visible folders are missing would silently disappear from the figures (the same check the
+    training set gets in :func:`sysu_train`). Indoor search legitimately has identities without
+    cam1/cam2 images; it is their absence from every visible camera that is refused.
+
+    Raises:
+        DatasetLayoutError: naming how many identities are incomplete, with a few examples.
+    """
+    root = _check_root(root)
+    incomplete = []
+    for pid in sorted(set(read_sysu_ids(root, "test"))):
+        for side, cameras in (("infrared", SYSU_INFRARED_CAMERAS), ("visible", SYSU_VISIBLE_CAMERAS)):
+            folders = [_id_folder(root, cam, pid) for cam in cameras]
+            if not any(os.path.isdir(f) and _image_names(f) for f in folders):
+                incomplete.append(f"{pid:04d} ({side})")
+    if incomplete:
+        raise DatasetLayoutError(
+            f"{len(incomplete)} test identities of {root} have no image of one modality: {_examples(incomplete)}. "
+            "The evaluation would silently drop their queries; the tree is incomplete (interrupted copy?)")
 
 
 def sysu_train(root: str | os.PathLike) -> TrainSet:
@@ -239,9 +287,8 @@ def sysu_train(root: str | os.PathLike) -> TrainSet:
             if len(paths) == before:
                 incomplete.append(f"{pid:04d} ({side})")
     if incomplete:
-        shown = ", ".join(incomplete[:10]) + (" ..." if len(incomplete) > 10 else "")
         raise DatasetLayoutError(
-            f"{len(incomplete)} training identities of {root!r} have no image of one modality: {shown}. "
+            f"{len(incomplete)} training identities of {root} have no image of one modality: {_examples(incomplete, 10)}. "
             "The tree is incomplete (interrupted copy or extraction?)"
         )
     return TrainSet(

@@ -6,21 +6,27 @@ images go through the infrared path). :class:`ModelEmbedder` builds one from a S
 :func:`checkpoint_embedder` from a checkpoint file, failing loudly when it is missing (a run
 that silently evaluated untrained weights is the classic RegDB mistake).
 
+Before embedding anything, the runners refuse an incomplete test set (protocol images
+missing, a SYSU-MM01 test identity without images of one modality): the protocol would
+otherwise silently drop queries. The protocol decisions are described in
+``docs/evaluation-protocol.md``.
+
 Results are fractions; :func:`format_table` prints percentages like the paper's tables
 (R-1, R-10, R-20, mAP, mINP).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from spot_edge.atomic import atomic_write_json
 from spot_edge.metrics import cosine_distance, evaluate
-from spot_edge.training.datasets import regdb_test, sysu_gallery, sysu_query
+from spot_edge.modality import MODALITIES, check_modality
+from spot_edge.training.datasets import check_sysu_test_set, missing_images, regdb_test, sysu_gallery, sysu_query
 
 __all__ = [
     "EmbedFn",
@@ -35,6 +41,8 @@ __all__ = [
 
 EmbedFn = Callable[[Sequence[str], str], np.ndarray]
 REGDB_DIRECTIONS = ("visible-to-thermal", "thermal-to-visible")
+# Modality paths (query, gallery) of each direction: RegDB's thermal images use the infrared path.
+_REGDB_QUERY_GALLERY_MODALITIES = {"visible-to-thermal": MODALITIES, "thermal-to-visible": MODALITIES[::-1]}
 _RANKS = (1, 5, 10, 20)
 
 
@@ -46,18 +54,21 @@ class ModelEmbedder:
         heatmap_cache: a :class:`~spot_edge.training.heatmap_cache.HeatmapCache` covering the
             test images; required when the configuration reads pose maps.
         batch_size: images per forward pass.
-        device: torch device of the model.
+        device: torch device of the model (``spot_edge.device.resolve_device`` rule; default:
+            where the model is).
         flip: also embed the mirrored image (and mirrored maps) and average (off in the protocol).
     """
 
     def __init__(self, model, heatmap_cache=None, batch_size: int = 64, device: str | None = None,
                  flip: bool = False) -> None:
-        import torch
+        from spot_edge.device import resolve_device
 
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.cache = heatmap_cache
         self.batch_size = batch_size
-        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.device = resolve_device(device) if device else next(model.parameters()).device
         self.flip = flip
         self.spec = model.config.preprocessing
         self.needs_maps = model.config.needs_pose_maps
@@ -66,7 +77,10 @@ class ModelEmbedder:
         self._memo: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, paths: Sequence[str], modality: str) -> np.ndarray:
+        check_modality(modality)
         todo = [p for p in dict.fromkeys(paths) if (p, modality) not in self._memo]
+        if self.needs_maps:
+            self._require_maps(todo)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             for p, f in zip(chunk, self._embed(chunk, modality)):
@@ -74,6 +88,16 @@ class ModelEmbedder:
         if not paths:
             return np.zeros((0, self.model.embedding_dim), np.float32)
         return np.stack([self._memo[(p, modality)] for p in paths])
+
+    def _require_maps(self, paths: Sequence[str]) -> None:
+        """Refuse, before embedding anything, images the pose-map cache has no maps for."""
+        from spot_edge.training.heatmap_cache import HeatmapCacheError
+
+        missing = [p for p in paths if p not in self.cache]
+        if missing:
+            raise HeatmapCacheError(f"the heatmap cache {self.cache.cache_dir} has no maps for {len(missing)} of "
+                                    f"{len(paths)} images, e.g. {', '.join(missing[:3])}; build it over the test "
+                                    "images too (spot-edge build-heatmaps)")
 
     def _embed(self, paths: Sequence[str], modality: str) -> np.ndarray:
         import torch
@@ -101,11 +125,13 @@ class ModelEmbedder:
 def checkpoint_embedder(checkpoint: str | os.PathLike, heatmap_cache=None, device: str = "cpu",
                         batch_size: int = 64) -> ModelEmbedder:
     """A :class:`ModelEmbedder` of a saved model; ``FileNotFoundError`` when the file is missing."""
+    from spot_edge.device import resolve_device
     from spot_edge.model import load_checkpoint
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; refusing to evaluate an untrained model")
+    device = resolve_device(device)
     model = load_checkpoint(path, map_location=device)
     return ModelEmbedder(model, heatmap_cache, batch_size=batch_size, device=device)
 
@@ -128,15 +154,17 @@ def evaluate_sysu(embed: EmbedFn, root: str | os.PathLike, mode: str = "all", tr
     """SYSU-MM01 infrared-to-visible single-shot evaluation, mean over ``trials``.
 
     Query features are computed once; each trial draws its gallery with ``random.seed(t)``.
+    An incomplete test set is refused before anything is embedded (:func:`check_sysu_test_set`).
     """
-    query = sysu_query(root, mode)
-    q_feat = embed(query.paths, "infrared")
-    per_trial = []
     trials = list(trials)
     if not trials:
         raise ValueError("no trials to evaluate")
-    for t in trials:
-        gallery = sysu_gallery(root, mode, t)
+    check_sysu_test_set(root)
+    query = sysu_query(root, mode)
+    galleries = [sysu_gallery(root, mode, t) for t in trials]
+    q_feat = embed(query.paths, "infrared")
+    per_trial = []
+    for t, gallery in zip(trials, galleries):
         g_feat = embed(gallery.paths, "visible")
         per_trial.append(evaluate(cosine_distance(q_feat, g_feat), query.pids, gallery.pids, query.cams,
                                   gallery.cams, protocol="sysu", max_rank=max_rank))
@@ -151,15 +179,24 @@ def evaluate_regdb(embed_for_split: Callable[[int], EmbedFn], root: str | os.Pat
     """RegDB over ``splits``: for each split, ``embed_for_split(split)`` (the model trained on
     that split; it must raise when its checkpoint is missing) embeds both test lists.
 
-    Returns ``{direction: summary}``, means over the splits.
+    Returns ``{direction: summary}``, means over the splits. The test lists of every split are
+    checked first: listed images that do not exist are refused (how many, a few examples).
     """
     per_direction: dict[str, list[dict[str, Any]]] = {d: [] for d in directions}
     splits = list(splits)
+    if not splits:
+        raise ValueError("no RegDB splits to evaluate")
+    for direction in directions:
+        if direction not in REGDB_DIRECTIONS:
+            raise ValueError(f"unknown RegDB direction {direction!r}; use {' or '.join(REGDB_DIRECTIONS)}")
+    for split in splits:
+        visible, thermal = regdb_test(root, split, "visible-to-thermal")
+        missing_images(visible.paths + thermal.paths, f"RegDB split {split} test")
     for split in splits:
         embed = embed_for_split(split)
         for direction in directions:
             query, gallery = regdb_test(root, split, direction)
-            q_mod, g_mod = ("visible", "infrared") if direction == "visible-to-thermal" else ("infrared", "visible")
+            q_mod, g_mod = _REGDB_QUERY_GALLERY_MODALITIES[direction]
             dist = cosine_distance(embed(query.paths, q_mod), embed(gallery.paths, g_mod))
             per_direction[direction].append(evaluate(dist, query.pids, gallery.pids, protocol="regdb", max_rank=max_rank))
     out = {}
@@ -181,9 +218,5 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def save_results(results: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write results as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)
+    """Write results as JSON (atomically, ``spot_edge.atomic``)."""
+    atomic_write_json(path, results, indent=1)

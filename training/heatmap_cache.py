@@ -1,6 +1,7 @@
 """Pose heatmaps per image, built once and stored compactly beside a manifest.
 
-SPOT's structure branch reads 56 OpenPose maps per image (``specs/openpose.md``). Computing
+SPOT's structure branch reads 56 OpenPose maps per image (18 keypoint confidence maps and 38
+part-affinity-field channels, :mod:`spot_edge.pose.skeleton`). Computing
 them on the fly (a 42 GMAC pose network per crop) would dominate training, so they are built
 once per dataset and stored as one memory-mapped ``.npy`` array ``(N, 56, h, w)``:
 
@@ -8,8 +9,11 @@ once per dataset and stored as one memory-mapped ``.npy`` array ``(N, 56, h, w)`
   (128 means 0, like the OpenPose binary's PNG files, but symmetric so 0 decodes exactly);
 - ``float16``: the values themselves.
 
-``<cache>/manifest.json`` ties entry ``i`` to its image: relative path, byte size,
-modification time and SHA-1, the image size, and how the maps were made (``source``).
+``<cache>/manifest.json`` ties entry ``i`` to its image: path relative to the dataset root,
+byte size, modification time and SHA-256, the image size, and how the maps were made
+(``source``). Image paths given to the cache are absolute, or relative to the dataset root
+(the manifest's own keys); the dataset readers of :mod:`spot_edge.training.datasets` return
+absolute paths, so a dataset root typed relative to the working directory works as well.
 :meth:`HeatmapCache.verify` reports missing images, changed images (stale entries) and images
 without an entry; :meth:`HeatmapCache.get` refuses nothing silently: a path without an entry
 raises :class:`HeatmapCacheError` naming the path and what to do.
@@ -25,7 +29,6 @@ Sources:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -34,6 +37,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from spot_edge.atomic import atomic_path, atomic_write_json
+from spot_edge.errors import SpotEdgeError
+from spot_edge.hashing import sha256_file
+from spot_edge.imageio import read_image
+from spot_edge.paths import relative_to_root
 from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS
 
 __all__ = [
@@ -50,14 +58,14 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 DATA = "heatmaps.npy"
-FORMAT = "spot-edge/heatmap-cache-v1"
+FORMAT = "spot-edge/heatmap-cache-v2"  # v2: SHA-256 fingerprints (v1: SHA-1)
 DTYPES = ("uint8", "float16")
 
 # Map source: relative image path, absolute image path -> (56, h, w) float32 at the cache size.
 MapSource = Callable[[str, str, tuple[int, int]], np.ndarray]
 
 
-class HeatmapCacheError(RuntimeError):
+class HeatmapCacheError(SpotEdgeError, RuntimeError):
     """The heatmap cache is missing, corrupt, stale, or lacks an entry."""
 
 
@@ -104,9 +112,9 @@ def decode_maps(stored: np.ndarray) -> np.ndarray:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise HeatmapCacheError(f"cannot read image {path} (missing or corrupt)")
+    """``(H, W)`` of an image, read by the project's one image reader (which also refuses the
+    16-bit images training would refuse)."""
+    image = read_image(path)
     return int(image.shape[0]), int(image.shape[1])
 
 
@@ -133,11 +141,9 @@ def keypoint_source(keypoints: Mapping[str, np.ndarray], **render_kwargs: Any) -
 def openpose_png_source(heatmap_root: str | os.PathLike) -> MapSource:
     """Read the OpenPose binary's ``<stem>_pose_heatmaps.png`` files from ``heatmap_root``
     (same relative folders as the images), resized to the cache size."""
+    from spot_edge.pose import openpose_png
+
     heatmap_root = os.fspath(heatmap_root)
-    try:
-        from spot_edge.pose import openpose_png  # type: ignore[attr-defined]
-    except ImportError as exc:  # pragma: no cover - depends on another module landing
-        raise HeatmapCacheError("spot_edge.pose.openpose_png is not available in this installation") from exc
 
     def source(rel: str, path: str, out_size: tuple[int, int]) -> np.ndarray:
         stem = os.path.splitext(rel)[0]
@@ -154,10 +160,7 @@ def network_source(predict: Callable[[np.ndarray], Any]) -> MapSource:
     """Maps from a pose network: ``predict(image (H, W, 3) uint8 BGR) -> (56, h', w')``."""
 
     def source(rel: str, path: str, out_size: tuple[int, int]) -> np.ndarray:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise HeatmapCacheError(f"cannot read image {path} (missing or corrupt)")
-        maps = predict(image)
+        maps = predict(read_image(path))
         if hasattr(maps, "detach"):
             maps = maps.detach().cpu().numpy()
         maps = np.asarray(maps, dtype=np.float32)
@@ -184,14 +187,20 @@ def _fingerprint(path: str, with_hash: bool = True) -> dict[str, Any]:
     st = os.stat(path)
     out: dict[str, Any] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
     if with_hash:
-        with open(path, "rb") as f:
-            out["sha1"] = hashlib.sha1(f.read()).hexdigest()
+        out["sha256"] = sha256_file(path)
     return out
 
 
-def _rel(root: str, path: str) -> str:
-    full = path if os.path.isabs(path) else os.path.join(root, path)
-    return os.path.relpath(full, root).replace(os.sep, "/")
+def _rel(root: str, path: str | os.PathLike) -> str:
+    """The manifest key of ``path``: an absolute path relative to ``root`` (which is absolute),
+    a relative path taken as a key already (relative to ``root``), normalised to ``a/b/c.jpg``."""
+    path = os.fspath(path)
+    if os.path.isabs(path):
+        try:
+            return relative_to_root(path, root)
+        except SpotEdgeError:
+            raise HeatmapCacheError(f"image {path} is outside the dataset root {root} of the heatmap cache") from None
+    return os.path.normpath(path).replace(os.sep, "/")
 
 
 def build_heatmap_cache(cache_dir: str | os.PathLike, image_root: str | os.PathLike, images: Iterable[str],
@@ -217,36 +226,38 @@ def build_heatmap_cache(cache_dir: str | os.PathLike, image_root: str | os.PathL
     h, w = int(map_size[0]), int(map_size[1])
     if h < 1 or w < 1:
         raise ValueError(f"map_size must be positive, got {map_size}")
-    cache_dir, image_root = os.fspath(cache_dir), os.fspath(image_root)
+    cache_dir, image_root = os.path.abspath(cache_dir), os.path.abspath(image_root)
     rels = sorted(dict.fromkeys(_rel(image_root, p) for p in images))
     if not rels:
         raise ValueError("no images given to build a heatmap cache for")
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp_data = os.path.join(cache_dir, f"{DATA}.tmp{os.getpid()}")  # unique: concurrent builders never collide
-    data = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.dtype(dtype), shape=(len(rels), NUM_MAPS, h, w))
+    missing = [rel for rel in rels if not os.path.isfile(os.path.join(image_root, rel))]
+    if missing:
+        raise HeatmapCacheError(f"{len(missing)} of {len(rels)} images do not exist under {image_root}, "
+                                f"e.g. {', '.join(missing[:3])}")
     entries = []
-    for i, rel in enumerate(rels):
-        path = os.path.join(image_root, rel)
-        if not os.path.isfile(path):
-            raise HeatmapCacheError(f"image {path} does not exist")
-        maps = np.asarray(source(rel, path, (h, w)), dtype=np.float32)
-        if maps.shape != (NUM_MAPS, h, w):
-            raise HeatmapCacheError(f"map source returned {maps.shape} for {rel}, expected {(NUM_MAPS, h, w)}")
-        if not np.all(np.isfinite(maps)):
-            raise HeatmapCacheError(f"map source returned NaN/Inf for {rel}")
-        data[i] = encode_maps(maps, dtype)
-        entries.append({"path": rel, "image_size": list(_image_size(path)), **_fingerprint(path)})
-        if progress:
-            progress(i + 1, len(rels))
-    data.flush()
-    del data
+    # The data file is written under a temporary name and renamed (spot_edge.atomic), then the
+    # manifest: an interrupted build leaves any earlier cache intact, and concurrent builders
+    # never collide (a reader that sees the new data before the new manifest refuses it as
+    # inconsistent; the manifest's count and dtype are checked against the data).
+    with atomic_path(os.path.join(cache_dir, DATA)) as tmp_data:
+        data = np.lib.format.open_memmap(tmp_data, mode="w+", dtype=np.dtype(dtype),
+                                         shape=(len(rels), NUM_MAPS, h, w))
+        for i, rel in enumerate(rels):
+            path = os.path.join(image_root, rel)
+            maps = np.asarray(source(rel, path, (h, w)), dtype=np.float32)
+            if maps.shape != (NUM_MAPS, h, w):
+                raise HeatmapCacheError(f"map source returned {maps.shape} for {rel}, expected {(NUM_MAPS, h, w)}")
+            if not np.all(np.isfinite(maps)):
+                raise HeatmapCacheError(f"map source returned NaN/Inf for {rel}")
+            data[i] = encode_maps(maps, dtype)
+            entries.append({"path": rel, "image_size": list(_image_size(path)), **_fingerprint(path)})
+            if progress:
+                progress(i + 1, len(rels))
+        data.flush()
+        del data
     manifest = {"format": FORMAT, "dtype": dtype, "map_size": [h, w], "num_maps": NUM_MAPS,
                 "source": source_name, "count": len(rels), "entries": entries}
-    tmp_manifest = os.path.join(cache_dir, f"{MANIFEST}.tmp{os.getpid()}")
-    with open(tmp_manifest, "w", encoding="utf-8") as f:
-        json.dump(manifest, f)
-    os.replace(tmp_data, os.path.join(cache_dir, DATA))
-    os.replace(tmp_manifest, os.path.join(cache_dir, MANIFEST))
+    atomic_write_json(os.path.join(cache_dir, MANIFEST), manifest, indent=None)
     return HeatmapCache(cache_dir, image_root)
 
 
@@ -259,7 +270,7 @@ class HeatmapCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike, image_root: str | os.PathLike) -> None:
-        self.cache_dir, self.image_root = os.fspath(cache_dir), os.fspath(image_root)
+        self.cache_dir, self.image_root = os.path.abspath(cache_dir), os.path.abspath(image_root)
         manifest_path = os.path.join(self.cache_dir, MANIFEST)
         data_path = os.path.join(self.cache_dir, DATA)
         if not os.path.isfile(manifest_path) or not os.path.isfile(data_path):
@@ -269,10 +280,14 @@ class HeatmapCache:
         try:
             with open(manifest_path, encoding="utf-8") as f:
                 self.manifest = json.load(f)
-            self._data = np.load(data_path, mmap_mode="r")
+            self._data = np.load(data_path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise HeatmapCacheError(f"heatmap cache {self.cache_dir} is corrupt: {exc}") from None
-        if self.manifest.get("format") != FORMAT:
+        found = self.manifest.get("format") if isinstance(self.manifest, dict) else None
+        if found == "spot-edge/heatmap-cache-v1":
+            raise HeatmapCacheError(f"heatmap cache {self.cache_dir} was built by an older spot-edge ({found}); "
+                                    "rebuild it (spot-edge build-heatmaps)")
+        if found != FORMAT:
             raise HeatmapCacheError(f"{manifest_path} is not a spot-edge heatmap cache manifest")
         h, w = self.manifest["map_size"]
         expected = (self.manifest["count"], NUM_MAPS, h, w)
@@ -290,7 +305,10 @@ class HeatmapCache:
         return len(self.entries)
 
     def __contains__(self, path: str) -> bool:
-        return _rel(self.image_root, path) in self._index
+        try:
+            return _rel(self.image_root, path) in self._index
+        except HeatmapCacheError:
+            return False
 
     def index_of(self, path: str) -> int:
         rel = _rel(self.image_root, path)
@@ -329,7 +347,7 @@ class HeatmapCache:
             if fp["bytes"] != e["bytes"]:
                 problems.append(CacheProblem(e["path"], "stale", f"size {e['bytes']} -> {fp['bytes']} bytes"))
             elif fp["mtime_ns"] != e["mtime_ns"]:
-                if not check_hash or _fingerprint(path)["sha1"] != e["sha1"]:
+                if not check_hash or _fingerprint(path)["sha256"] != e.get("sha256"):
                     problems.append(CacheProblem(e["path"], "stale", "content changed since the cache was built"))
         if images is not None:
             for p in images:

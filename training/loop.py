@@ -1,19 +1,20 @@
 """The SPOT training loop: eq. 13 losses, SGD recipe, exact resume, DDP, logs and plots.
 
-``train(config)`` runs a whole training described by a :class:`TrainConfig`:
+``train(config)`` runs a whole training described by a :class:`TrainConfig` with a
+:class:`Trainer` (one process's share of the run):
 
 1. data: SYSU-MM01 layout (also the synthetic set) or RegDB split; pose-map cache (built
    from ground-truth keypoints when ``data.heatmap_source == "keypoints"``);
 2. model: ``spot_edge.model.SPOT`` from a preset plus overrides, ``num_classes`` from the data;
 3. optimisation: SGD (momentum, Nesterov, weight decay) with two parameter groups (the
    ResNet backbone at ``backbone_lr_factor`` x lr, everything new at lr), linear warm-up then
-   step decays per epoch (:class:`WarmupStepSchedule`);
-4. every epoch: a checkpoint ``checkpoints/last.pt`` written atomically (model, optimizer,
-   schedule, sampler and RNG states, history) plus ``model.safetensors``; a metrics line in
-   ``metrics.jsonl`` and ``metrics.png``; an interrupted run resumes from the last finished
-   epoch and continues bit-for-bit as if it had not stopped (every epoch reseeds its RNGs
-   from ``(seed, epoch, rank)``);
-5. at the end: the test protocol of the dataset (SYSU all + indoor, or the RegDB split in both
+   step decays per epoch (:class:`~spot_edge.training.optimizer.WarmupStepSchedule`);
+4. :meth:`Trainer.resume`: an interrupted run continues from the last finished epoch and
+   bit for bit as if it had not stopped (every epoch reseeds its RNGs from ``(seed, epoch, rank)``);
+5. :meth:`Trainer.run_epoch` then :meth:`Trainer.save`: the training state
+   ``checkpoints/train-state.safetensors`` (no pickle, :mod:`~spot_edge.training.train_state`)
+   and ``model.safetensors`` written atomically, a line in ``metrics.jsonl`` and ``metrics.png``;
+6. at the end: the test protocol of the dataset (SYSU all + indoor, or the RegDB split in both
    directions), a table on stdout and ``results.json``.
 
 Multi-GPU / multi-node: launch with ``torchrun``; each rank takes every ``world_size``-th batch
@@ -26,13 +27,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from spot_edge.training.config import TrainConfig
@@ -40,61 +38,20 @@ from spot_edge.training.data import ImageStore, TrainBatches
 from spot_edge.training.datasets import TrainSet, regdb_train, sysu_train
 from spot_edge.training.heatmap_cache import HeatmapCache, HeatmapCacheError, build_heatmap_cache, keypoint_source
 from spot_edge.training.losses import SpotLoss
+from spot_edge.training.optimizer import WarmupStepSchedule, make_optimizer
+from spot_edge.training.progress import Progress
+from spot_edge.training.run_context import (RunContext, barrier, rng_state, seed_everything, set_rng_state,
+                                            setup_context)
 from spot_edge.training.run_log import MetricsLog, plot_metrics
 from spot_edge.training.sampler import IdentitySampler
+from spot_edge.training.train_state import (TRAIN_STATE, TrainStateError, load_train_state, refuse_legacy_state,
+                                            save_train_state, train_state_epoch)
 
-__all__ = ["RunContext", "WarmupStepSchedule", "build_spot_config", "make_optimizer", "prepare_heatmaps",
-           "load_train_set", "train", "TRAIN_STATE", "MODEL_FILE"]
+__all__ = ["Trainer", "RunContext", "WarmupStepSchedule", "build_spot_config", "make_optimizer", "prepare_heatmaps",
+           "load_train_set", "train", "interrupted_message", "run_evaluation", "TRAIN_STATE", "MODEL_FILE"]
 
-TRAIN_STATE = "checkpoints/last.pt"
 MODEL_FILE = "model.safetensors"
-STATE_FORMAT = "spot-edge/train-state-v1"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Where this process runs: ``rank`` of ``world_size``, its ``device``."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_context(device: str = "auto") -> RunContext:
-    """Read the torchrun environment and initialise the process group when ``WORLD_SIZE > 1``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"run.device={device!r} but CUDA is not available; use run.device=cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", local if world > 1 else 0)
-        torch.cuda.set_device(dev)
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    return RunContext(rank, world, local, dev)
-
-
-def _barrier(ctx: RunContext) -> None:
-    if ctx.distributed:
-        torch.distributed.barrier()
-
-
-# --------------------------------------------------------------------------- pieces
+_SUMMARY_KEYS = ("R-1", "R-10", "mAP", "mINP")
 
 
 def build_spot_config(model_section: dict[str, Any], num_classes: int):
@@ -109,56 +66,11 @@ def build_spot_config(model_section: dict[str, Any], num_classes: int):
     return SpotConfig.from_dict({**values, "num_classes": num_classes})
 
 
-class WarmupStepSchedule:
-    """Per-epoch learning-rate factor: linear warm-up ``(e + 1) / warmup`` for the first
-    ``warmup`` epochs, then ``gamma ** (number of milestones <= e)``.
-
-    With the recipe (warm-up 10, milestones 20 and 50, gamma 0.1): epochs 0-9 ramp 0.1..1.0,
-    10-19 1.0, 20-49 0.1, 50+ 0.01 (the community code base's ``adjust_learning_rate``).
-    Each optimizer group keeps its own base lr (``initial_lr``).
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_epochs: int, milestones: list[int], gamma: float) -> None:
-        self.optimizer = optimizer
-        self.warmup, self.milestones, self.gamma = warmup_epochs, list(milestones), gamma
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        self.epoch = 0
-
-    def factor(self, epoch: int) -> float:
-        if epoch < self.warmup:
-            return (epoch + 1) / self.warmup
-        return self.gamma ** sum(1 for m in self.milestones if epoch >= m)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        f = self.factor(epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * f
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "warmup": self.warmup, "milestones": self.milestones, "gamma": self.gamma}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.warmup, self.milestones, self.gamma = state["warmup"], list(state["milestones"]), state["gamma"]
-        self.set_epoch(state["epoch"])
-
-
-def make_optimizer(model: torch.nn.Module, optim_cfg) -> torch.optim.SGD:
-    """SGD with two groups: ``backbone`` (ResNet, lr x backbone_lr_factor) and ``new`` (the rest)."""
-    backbone_ids = {id(p) for p in model.backbone.parameters()}
-    backbone = [p for p in model.parameters() if id(p) in backbone_ids and p.requires_grad]
-    new = [p for p in model.parameters() if id(p) not in backbone_ids and p.requires_grad]
-    groups = [{"params": backbone, "lr": optim_cfg.lr * optim_cfg.backbone_lr_factor, "name": "backbone"},
-              {"params": new, "lr": optim_cfg.lr, "name": "new"}]
-    return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum, nesterov=optim_cfg.nesterov,
-                           weight_decay=optim_cfg.weight_decay)
-
-
 def load_train_set(config: TrainConfig) -> TrainSet:
     d = config.data
     if not d.root:
-        raise ValueError("data.root is not set: point it at a SYSU-MM01 / RegDB / synthetic dataset folder")
+        raise ValueError("data.root is not set: point it at a SYSU-MM01 / RegDB / synthetic dataset folder "
+                         "(--set data.root=PATH)")
     return sysu_train(d.root) if d.dataset == "sysu" else regdb_train(d.root, d.regdb_split)
 
 
@@ -193,7 +105,7 @@ def prepare_heatmaps(config: TrainConfig, spot_config, required: list[str], ctx:
                 if tuple(cache.map_size) != tuple(size):
                     problems = [f"map size {cache.map_size} != {size}"]
                 else:
-                    problems = cache.verify(required) or None
+                    problems = [str(p) for p in cache.verify(required)] or None
             except HeatmapCacheError as exc:
                 problems = [str(exc)]
         if problems:
@@ -203,7 +115,7 @@ def prepare_heatmaps(config: TrainConfig, spot_config, required: list[str], ctx:
             keypoints = load_keypoints(root)
             build_heatmap_cache(folder, root, sorted(keypoints), keypoint_source(keypoints), size,
                                 dtype=config.data.heatmap_dtype, source_name="keypoints")
-    _barrier(ctx)
+    barrier(ctx)
     cache = HeatmapCache(folder, root)
     if tuple(cache.map_size) != tuple(size):
         raise HeatmapCacheError(f"heatmap cache {folder} stores {cache.map_size} maps, the config asks for {size}")
@@ -211,74 +123,177 @@ def prepare_heatmaps(config: TrainConfig, spot_config, required: list[str], ctx:
     return cache
 
 
-def _seed_everything(seed: int, epoch: int, rank: int) -> None:
-    s = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
+class Trainer:
+    """One process's share of a training run: data, model and optimiser built from ``config``;
+    :meth:`resume` (or a fresh start), then :meth:`run_epoch` and :meth:`save` per epoch."""
 
+    def __init__(self, config: TrainConfig, ctx: RunContext, say: Callable[[str], None]) -> None:
+        from spot_edge.model import SPOT
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        self.config, self.ctx, self.say = config, ctx, say
+        self.out_dir = Path(config.run.out_dir)
+        self.state_path = self.out_dir / TRAIN_STATE
+        self.train_set = load_train_set(config)
+        self.spot_config = build_spot_config(config.model, self.train_set.num_classes)
+        required = self.train_set.visible.paths + self.train_set.infrared.paths
+        self.cache = prepare_heatmaps(config, self.spot_config, required, ctx, say)
+        spec = self.spot_config.preprocessing
+        self.visible = ImageStore(self.train_set.visible.paths, spec, preload=config.data.preload)
+        self.infrared = ImageStore(self.train_set.infrared.paths, spec, preload=config.data.preload)
+        s = config.sampler
+        self.sampler = IdentitySampler(self.train_set.visible.pids, self.train_set.infrared.pids, s.num_ids,
+                                       s.num_instances, s.batches_per_epoch, config.run.seed)
+        torch.manual_seed(config.run.seed)
+        self.model = SPOT(self.spot_config, imagenet_weights=config.run.imagenet_weights).to(ctx.device)
+        self.optimizer = make_optimizer(self.model, config.optim)
+        o = config.optim
+        self.schedule = WarmupStepSchedule(self.optimizer, o.warmup_epochs, o.milestones, o.gamma)
+        self.criterion = SpotLoss(self.spot_config.loss_weights, config.loss.triplet_margin,
+                                  config.loss.triplet_weight, config.loss.label_smoothing)
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl")
+        self.start_epoch, self.history = 0, []
+        self.net: torch.nn.Module = self.model
 
+    # ------------------------------------------------------------------ resume / start
+    def resume(self, allowed: bool = True) -> None:
+        """Continue from the saved training state when ``allowed`` and present, else start fresh
+        (``config.yaml`` written, an old metrics log removed). Wraps the model for DDP."""
+        if allowed:
+            refuse_legacy_state(self.out_dir)
+        if allowed and self.state_path.is_file():
+            self._load_state(load_train_state(self.state_path))
+        elif self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.out_dir / "config.yaml")
+            if self.log.path.exists():
+                self.log.path.unlink()
+        if self.ctx.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None)
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    def _load_state(self, state: dict[str, Any]) -> None:
+        from spot_edge.model import SpotConfig
 
+        path = self.state_path
+        try:
+            saved = SpotConfig.from_dict(state["spot_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrainStateError(f"{path} holds no readable model configuration ({exc})") from None
+        diffs = self.spot_config.differences(saved)
+        if diffs:
+            raise ValueError(f"cannot resume {path}: the model config changed ({sorted(diffs)}); "
+                             "use another run.out_dir or the original config")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.sampler.load_state_dict(state["sampler"])
+            rngs = state["rng"]
+            set_rng_state(rngs[min(self.ctx.rank, len(rngs) - 1)] if isinstance(rngs, list) else rngs)
+            self.start_epoch, self.history = int(state["epoch"]), list(state["history"])
+        except (KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise TrainStateError(f"cannot resume from {path}: it does not fit this run ({exc}); "
+                                  "train with --no-resume or another run.out_dir") from None
+        if self.ctx.is_main:
+            self.log.truncate_after_epoch(self.start_epoch - 1)
+        self.say(f"resumed {path} after epoch {self.start_epoch}")
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    # ------------------------------------------------------------------ one epoch
+    def run_epoch(self, epoch: int, progress: Progress) -> dict[str, Any]:
+        """Train one epoch; returns its record (per-step means of the loss parts, averaged over
+        ranks, lr, seconds, images/s)."""
+        config, ctx = self.config, self.ctx
+        seed_everything(config.run.seed, epoch, ctx.rank)
+        self.schedule.set_epoch(epoch)
+        batches = TrainBatches(self.train_set, self.visible, self.infrared, self.sampler, epoch, config.augment,
+                               self.cache, config.run.seed, ctx.rank, ctx.world_size)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.data.workers)
+        task = progress.task(f"epoch {epoch + 1}/{config.optim.epochs}", len(batches))
+        self.net.train()
+        sums: dict[str, float] = {}
+        seen, t0 = 0, time.perf_counter()
+        for step, batch in enumerate(loader):
+            parts = self._step(batch, epoch, step)
+            seen += len(batch["images"])
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, f"loss {parts['total']:.3f} acc {parts['acc_base']:.2f} {rate:.0f} img/s")
+            if ctx.is_main and config.run.log_every and (step + 1) % config.run.log_every == 0:
+                self.log.write({"kind": "step", "epoch": epoch, "step": step + 1,
+                                "lr": self.optimizer.param_groups[1]["lr"], "images_per_s": rate, **parts})
+        steps = max(len(batches), 1)
+        means = {k: v / steps for k, v in sums.items()}
+        if ctx.distributed:
+            keys = sorted(means)
+            t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=ctx.device)
+            torch.distributed.all_reduce(t)
+            means = {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+        elapsed = time.perf_counter() - t0
+        return {"kind": "epoch", "epoch": epoch, "lr": self.optimizer.param_groups[1]["lr"], "seconds": elapsed,
+                "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9), **means}
 
+    def _step(self, batch: dict[str, torch.Tensor], epoch: int, step: int) -> dict[str, float]:
+        """One optimisation step on a batch; returns the loss parts."""
+        device = self.ctx.device
+        images = batch["images"].to(device, non_blocking=True)
+        labels = batch["labels"].to(device)
+        modality = batch["modality"].to(device)
+        maps = batch["heatmaps"].to(device) if "heatmaps" in batch else None
+        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.config.run.amp and device.type == "cuda"
+               else contextlib.nullcontext())
+        with amp:
+            output = self.net(images, maps, modality)
+        loss, parts = self.criterion(output, labels)
+        if not math.isfinite(parts["total"]):
+            raise FloatingPointError(f"loss became {parts['total']} at epoch {epoch + 1} step {step + 1}; "
+                                     "lower optim.lr or enable optim.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        return parts
 
-# --------------------------------------------------------------------------- progress
+    # ------------------------------------------------------------------ save
+    def save(self, epoch: int, record: dict[str, Any]) -> None:
+        """After ``epoch``: history, training state (every rank's RNG state), model file, log, plot."""
+        from spot_edge.model import save_checkpoint
 
+        self.history.append(record)
+        ctx = self.ctx
+        rngs: list[Any] = [None] * ctx.world_size
+        if ctx.distributed:
+            torch.distributed.all_gather_object(rngs, rng_state())
+        else:
+            rngs = [rng_state()]
+        if not ctx.is_main:
+            return
+        self.log.write(record)
+        save_train_state(self.state_path, {
+            "epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "sampler": self.sampler.state_dict(), "rng": rngs,
+            "history": self.history, "spot_config": self.spot_config.to_dict(), "train_config": self.config.to_dict(),
+        })
+        save_checkpoint(self.model, self.out_dir / MODEL_FILE,
+                        extra={"epoch": epoch + 1, "dataset": self.config.data.dataset})
+        plot_metrics(self.log.read(), self.out_dir / "metrics.png")
+        means = {k: record.get(k, float("nan")) for k in ("total", "id_base", "triplet", "acc_base")}
+        self.say(f"epoch {epoch + 1}/{self.config.optim.epochs}: loss {means['total']:.3f} "
+                 f"id {means['id_base']:.3f} tri {means['triplet']:.3f} acc {means['acc_base']:.3f} "
+                 f"({record['images_per_s']:.0f} img/s)")
 
-class _Progress:
-    """A rich progress bar with loss and throughput (silent when disabled)."""
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, epoch: int, trials: int) -> dict[str, Any]:
+        """The test protocol after ``epoch`` (rank 0): logged, plotted, printed."""
+        from spot_edge.training.evaluation import format_table
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-
-    def __enter__(self) -> "_Progress":
-        if self._progress:
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress:
-            self._progress.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Any:
-        return self._progress.add_task(description, total=total, info="") if self._progress else None
-
-    def update(self, task: Any, info: str, advance: int = 1) -> None:
-        if self._progress and task is not None:
-            self._progress.update(task, advance=advance, info=info)
-
-    def log(self, message: str) -> None:
-        if self._progress:
-            self._progress.console.print(message)
-        elif self.enabled:
-            print(message)
-
-
-# --------------------------------------------------------------------------- training
+        results = run_evaluation(self.config, self.model, self.cache, trials=trials)
+        first = next(iter(results.values()))
+        self.log.write({"kind": "eval", "epoch": epoch, **{k: first[k] for k in _SUMMARY_KEYS}})
+        plot_metrics(self.log.read(), self.out_dir / "metrics.png")
+        self.say(format_table(results))
+        return results
 
 
 def train(config: TrainConfig, resume: bool = True, max_epochs: int | None = None, show_progress: bool = True,
@@ -287,7 +302,7 @@ def train(config: TrainConfig, resume: bool = True, max_epochs: int | None = Non
 
     Args:
         config: the training configuration.
-        resume: continue from ``<out_dir>/checkpoints/last.pt`` when it exists.
+        resume: continue from ``<out_dir>/checkpoints/train-state.safetensors`` when it exists.
         max_epochs: stop after this many epochs *in this call* (the schedule still follows
             ``optim.epochs``); used to split a run or to simulate an interruption.
         show_progress: rich progress bars on rank 0.
@@ -297,164 +312,46 @@ def train(config: TrainConfig, resume: bool = True, max_epochs: int | None = Non
         Summary: ``epochs_done``, ``history`` (per-epoch means), ``results`` (when evaluated),
         ``out_dir``.
     """
-    from spot_edge.model import SPOT, save_checkpoint
-
+    if max_epochs is not None and max_epochs < 1:
+        raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
     ctx = setup_context(config.run.device)
-    if config.run.threads > 0:
-        torch.set_num_threads(config.run.threads)
-    out_dir = Path(config.run.out_dir)
-    progress = _Progress(show_progress and ctx.is_main)
-    say = progress.log if ctx.is_main else (lambda message: None)
     try:
-        train_set = load_train_set(config)
-        spot_config = build_spot_config(config.model, train_set.num_classes)
-        cache = prepare_heatmaps(config, spot_config, train_set.visible.paths + train_set.infrared.paths, ctx, say)
-        spec = spot_config.preprocessing
-        visible = ImageStore(train_set.visible.paths, spec, preload=config.data.preload)
-        infrared = ImageStore(train_set.infrared.paths, spec, preload=config.data.preload)
-        sampler = IdentitySampler(train_set.visible.pids, train_set.infrared.pids, config.sampler.num_ids,
-                                  config.sampler.num_instances, config.sampler.batches_per_epoch, config.run.seed)
-
-        torch.manual_seed(config.run.seed)
-        model = SPOT(spot_config, imagenet_weights=config.run.imagenet_weights).to(ctx.device)
-        optimizer = make_optimizer(model, config.optim)
-        schedule = WarmupStepSchedule(optimizer, config.optim.warmup_epochs, config.optim.milestones, config.optim.gamma)
-        criterion = SpotLoss(spot_config.loss_weights, config.loss.triplet_margin, config.loss.triplet_weight,
-                             config.loss.label_smoothing)
-        log = MetricsLog(out_dir / "metrics.jsonl")
-
-        start_epoch, history = 0, []
-        state_path = out_dir / TRAIN_STATE
-        if resume and state_path.is_file():
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
-            if state.get("format") != STATE_FORMAT:
-                raise ValueError(f"{state_path} is not a spot-edge training state")
-            from spot_edge.model import SpotConfig
-
-            saved = SpotConfig.from_dict(state["spot_config"])
-            diffs = spot_config.differences(saved)
-            if diffs:
-                raise ValueError(f"cannot resume {state_path}: the model config changed ({sorted(diffs)}); "
-                                 "use another run.out_dir or the original config")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            sampler.load_state_dict(state["sampler"])
-            _set_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)] if isinstance(state["rng"], list) else state["rng"])
-            start_epoch, history = state["epoch"], list(state["history"])
-            if ctx.is_main:
-                log.truncate_after_epoch(start_epoch - 1)
-            say(f"resumed {state_path} after epoch {start_epoch}")
-        elif ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            config.save(out_dir / "config.yaml")
-            if log.path.exists():
-                log.path.unlink()
-
-        net: torch.nn.Module = model
-        if ctx.distributed:
-            net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-        total_epochs = config.optim.epochs
-        stop = total_epochs if max_epochs is None else min(total_epochs, start_epoch + max_epochs)
-        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if config.run.amp and ctx.device.type == "cuda"
-               else contextlib.nullcontext())
+        if config.run.threads > 0:
+            torch.set_num_threads(config.run.threads)
+        progress = Progress(show_progress and ctx.is_main)
+        trainer = Trainer(config, ctx, progress.log if ctx.is_main else (lambda message: None))
+        trainer.resume(resume)
+        total = config.optim.epochs
+        stop = total if max_epochs is None else min(total, trainer.start_epoch + max_epochs)
+        eval_every = config.run.eval_every
         with progress:
-            for epoch in range(start_epoch, stop):
-                _seed_everything(config.run.seed, epoch, ctx.rank)
-                schedule.set_epoch(epoch)
-                batches = TrainBatches(train_set, visible, infrared, sampler, epoch, config.augment, cache,
-                                       config.run.seed, ctx.rank, ctx.world_size)
-                loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False,
-                                                     num_workers=config.data.workers)
-                task = progress.task(f"epoch {epoch + 1}/{total_epochs}", len(batches))
-                net.train()
-                sums: dict[str, float] = {}
-                seen, t0 = 0, time.perf_counter()
-                for step, batch in enumerate(loader):
-                    images = batch["images"].to(ctx.device, non_blocking=True)
-                    labels = batch["labels"].to(ctx.device)
-                    modality = batch["modality"].to(ctx.device)
-                    maps = batch["heatmaps"].to(ctx.device) if "heatmaps" in batch else None
-                    with amp:
-                        output = net(images, maps, modality)
-                    loss, parts = criterion(output, labels)
-                    if not math.isfinite(parts["total"]):
-                        raise FloatingPointError(f"loss became {parts['total']} at epoch {epoch + 1} step {step + 1}; "
-                                                 "lower optim.lr or enable optim.grad_clip")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.optim.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                    optimizer.step()
-                    seen += len(images)
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                    progress.update(task, f"loss {parts['total']:.3f} acc {parts['acc_base']:.2f} {rate:.0f} img/s")
-                    if ctx.is_main and config.run.log_every and (step + 1) % config.run.log_every == 0:
-                        log.write({"kind": "step", "epoch": epoch, "step": step + 1, "lr": optimizer.param_groups[1]["lr"],
-                                   "images_per_s": rate, **parts})
-                steps = max(len(batches), 1)
-                means = {k: v / steps for k, v in sums.items()}
-                if ctx.distributed:
-                    keys = sorted(means)
-                    t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=ctx.device)
-                    torch.distributed.all_reduce(t)
-                    means = {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
-                elapsed = time.perf_counter() - t0
-                record = {"kind": "epoch", "epoch": epoch, "lr": optimizer.param_groups[1]["lr"], "seconds": elapsed,
-                          "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9), **means}
-                history.append(record)
-                rngs = [None] * ctx.world_size
-                if ctx.distributed:
-                    torch.distributed.all_gather_object(rngs, _rng_state())
-                else:
-                    rngs = [_rng_state()]
-                if ctx.is_main:
-                    log.write(record)
-                    _atomic_torch_save({
-                        "format": STATE_FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "sampler": sampler.state_dict(), "rng": rngs, "history": history,
-                        "spot_config": spot_config.to_dict(), "train_config": config.to_dict(),
-                    }, state_path)
-                    save_checkpoint(model, out_dir / MODEL_FILE, extra={"epoch": epoch + 1, "dataset": config.data.dataset})
-                    plot_metrics(log.read(), out_dir / "metrics.png")
-                    say(f"epoch {epoch + 1}/{total_epochs}: loss {means.get('total', float('nan')):.3f} "
-                        f"id {means.get('id_base', float('nan')):.3f} tri {means.get('triplet', float('nan')):.3f} "
-                        f"acc {means.get('acc_base', float('nan')):.3f} ({record['images_per_s']:.0f} img/s)")
-                    if config.run.eval_every and (epoch + 1) % config.run.eval_every == 0 and epoch + 1 < total_epochs:
-                        results = run_evaluation(config, model, cache, trials=config.run.eval_trials)
-                        first = next(iter(results.values()))
-                        log.write({"kind": "eval", "epoch": epoch, **{k: first[k] for k in ("R-1", "R-10", "mAP", "mINP")}})
-                        plot_metrics(log.read(), out_dir / "metrics.png")
-                        say(_table(results))
-                _barrier(ctx)
-        done = stop
-        summary: dict[str, Any] = {"epochs_done": done, "history": history, "out_dir": str(out_dir)}
-        if done >= total_epochs and evaluate_at_end and ctx.is_main:
-            results = run_evaluation(config, model, cache, trials=10)
+            for epoch in range(trainer.start_epoch, stop):
+                trainer.save(epoch, trainer.run_epoch(epoch, progress))
+                if ctx.is_main and eval_every and (epoch + 1) % eval_every == 0 and epoch + 1 < total:
+                    trainer.evaluate(epoch, config.run.eval_trials)
+                barrier(ctx)
+        summary: dict[str, Any] = {"epochs_done": stop, "history": trainer.history, "out_dir": str(trainer.out_dir)}
+        if stop >= total and evaluate_at_end and ctx.is_main:
             from spot_edge.training.evaluation import save_results
 
-            save_results(results, out_dir / "results.json")
-            log.write({"kind": "eval", "epoch": done - 1, **{k: next(iter(results.values()))[k]
-                                                             for k in ("R-1", "R-10", "mAP", "mINP")}})
-            plot_metrics(log.read(), out_dir / "metrics.png")
-            say(_table(results))
+            results = trainer.evaluate(stop - 1, trials=10)
+            save_results(results, trainer.out_dir / "results.json")
             summary["results"] = results
-        _barrier(ctx)
+        barrier(ctx)
         return summary
     finally:
         if ctx.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _table(results: dict[str, Any]) -> str:
-    from spot_edge.training.evaluation import format_table
-
-    return format_table(results)
+def interrupted_message(config: TrainConfig) -> str:
+    """What an interrupted ``train`` tells the user: where the last checkpoint is."""
+    state = Path(config.run.out_dir) / TRAIN_STATE
+    epoch = train_state_epoch(state)
+    if epoch is None:
+        return f"training interrupted before the first epoch finished; nothing saved in {config.run.out_dir}"
+    return (f"training interrupted; the checkpoint after epoch {epoch}/{config.optim.epochs} is {state} "
+            "(run the same command again to resume)")
 
 
 def run_evaluation(config: TrainConfig, model, cache: HeatmapCache | None, trials: int = 10) -> dict[str, Any]:

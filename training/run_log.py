@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spot_edge.atomic import atomic_path, atomic_write_text
+
 __all__ = ["MetricsLog", "plot_metrics"]
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``path`` (flushed each write)."""
+    """Appends one JSON object per line to ``path`` (flushed each write; a line cut by an
+    interruption is skipped when reading). Rewrites (:meth:`truncate_after_epoch`) are atomic."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -30,17 +33,17 @@ class MetricsLog:
                 line = line.strip()
                 if line:
                     try:
-                        out.append(json.loads(line))
+                        record = json.loads(line)
                     except json.JSONDecodeError:
                         continue  # a line cut by an interruption
+                    if isinstance(record, dict):
+                        out.append(record)
         return out
 
     def truncate_after_epoch(self, epoch: int) -> None:
         """Drop records of epochs > ``epoch`` (a resumed run rewrites them)."""
         records = [r for r in self.read() if r.get("epoch", -1) <= epoch]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
@@ -72,7 +75,8 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike) -> None
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:  # the temporary name keeps the .png suffix
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)

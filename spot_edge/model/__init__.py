@@ -1,6 +1,7 @@
 """The SPOT network (Chen, Ye et al., IEEE TIP 2022) as plain, readable nn.Modules.
 
 - :mod:`.config`     ``SpotConfig``, presets for Table I, every row of Tables I-III
+- :mod:`.config_checks` field type/range checks and reading config files (file:line errors)
 - :mod:`.backbone`   dual-path ResNet (modality-specific stem..layer2, shared layer3..layer4)
 - :mod:`.structure`  relation network (eq. 1) and structure injection ("B+S_i")
 - :mod:`.asr`        attended structure representation (eqs. 3-6)

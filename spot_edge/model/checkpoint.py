@@ -8,13 +8,13 @@ configuration fails with a message naming the fields that differ.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from spot_edge import __version__
+from spot_edge.atomic import atomic_path
 from spot_edge.model.config import SpotConfig
 from spot_edge.model.spot import SPOT
 
@@ -26,17 +26,15 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(model: SPOT, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s weights and config to ``path`` atomically (temp file + rename)."""
+    """Write ``model``'s weights and config to ``path`` atomically (``spot_edge.atomic``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "spot_edge_version": __version__, "config": model.config.to_json(),
                 "extra": json.dumps(extra or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 
@@ -56,8 +54,12 @@ def read_checkpoint(path: str | Path) -> tuple[SpotConfig, dict[str, torch.Tenso
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a spot-edge checkpoint (no stored config)")
-    config = SpotConfig.from_dict(json.loads(metadata["config"]))
-    return config, state, json.loads(metadata.get("extra", "{}"))
+    try:
+        config = SpotConfig.from_dict(json.loads(metadata["config"]))
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and ConfigError are ValueErrors
+        raise CheckpointError(f"{path}: the stored configuration is unreadable: {exc}") from None
+    return config, state, extra
 
 
 def load_checkpoint(path: str | Path, model: SPOT | None = None, map_location: str | torch.device = "cpu") -> SPOT:

@@ -9,22 +9,23 @@ ours, and it is a named field here (documented per field).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from spot_edge.atomic import atomic_write_text
+from spot_edge.hashing import sha256_bytes
+from spot_edge.model.config_checks import ConfigError, field_type_errors, read_config_file, shown
 from spot_edge.preprocessing import PreprocessSpec
+
+__all__ = ["SpotConfig", "ConfigError", "preset", "preset_names", "paper_table_configs", "BACKBONES", "FUSIONS",
+           "EMBEDDINGS"]
 
 BACKBONES = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512),
              "resnet50": (256, 512, 1024, 2048), "resnet101": (256, 512, 1024, 2048)}
 FUSIONS = ("none", "concat", "max", "mean", "weighted")
 EMBEDDINGS = ("auto", "base", "is", "ip", "if", "concat")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid or two configurations disagree."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,15 @@ class SpotConfig:
     embedding_after_bn: bool = True
 
     def __post_init__(self) -> None:
+        problems = field_type_errors(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if problems:
+            raise ConfigError("invalid SpotConfig: " + "; ".join(problems))
         if isinstance(self.preprocessing, dict):
-            object.__setattr__(self, "preprocessing", PreprocessSpec.from_dict(self.preprocessing))
+            try:
+                spec = PreprocessSpec.from_dict(self.preprocessing)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid SpotConfig: preprocessing: {exc}") from None
+            object.__setattr__(self, "preprocessing", spec)
         object.__setattr__(self, "relation_channels", tuple(int(c) for c in self.relation_channels))
         errors = []
         if self.backbone not in BACKBONES:
@@ -128,6 +136,17 @@ class SpotConfig:
             errors.append(f"injection_mode must be 'add' or 'concat', got {self.injection_mode!r}")
         if self.num_parts < 1:
             errors.append(f"num_parts must be >= 1, got {self.num_parts}")
+        for name in ("asr_key_dim", "transformer_layers", "transformer_heads", "transformer_ffn_dim"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("pe_base", "gem_p", "asr_attention_scale"):
+            if not getattr(self, name) > 0:
+                errors.append(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lambda_is", "lambda_ip"):
+            if not getattr(self, name) >= 0:
+                errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.transformer_dropout < 1:
+            errors.append(f"transformer_dropout must be in [0, 1), got {self.transformer_dropout}")
         if self.fusion not in FUSIONS:
             errors.append(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.fusion != "none" and not (self.use_asr and self.use_tpi):
@@ -136,7 +155,8 @@ class SpotConfig:
             errors.append(f"pooling must be 'gem' or 'avg', got {self.pooling!r}")
         if self.embedding not in EMBEDDINGS:
             errors.append(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
-        if self.backbone in BACKBONES and self.use_tpi and self.feature_dim % self.transformer_heads:
+        if self.backbone in BACKBONES and self.use_tpi and self.transformer_heads >= 1 and \
+                self.feature_dim % self.transformer_heads:
             errors.append(f"transformer_heads={self.transformer_heads} must divide the feature width {self.feature_dim}")
         if self.embedding not in ("auto", "base") and self.embedding not in self.branches + ("concat",):
             errors.append(f"embedding {self.embedding!r} is not produced by this configuration (branches {self.branches})")
@@ -221,13 +241,13 @@ class SpotConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SpotConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown SpotConfig fields: {unknown}")
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a SpotConfig must be a mapping of fields, got {shown(data)}")
+        _check_field_names(data)
         return cls(**data)
 
     def replace(self, **changes: Any) -> "SpotConfig":
+        _check_field_names(changes)
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
@@ -235,7 +255,7 @@ class SpotConfig:
 
     def fingerprint(self) -> str:
         """Short hash of the configuration (recorded in exported models and engines)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return sha256_bytes(self.to_json().encode())[:16]
 
     def save(self, path: str | Path) -> None:
         """Write as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
@@ -246,33 +266,33 @@ class SpotConfig:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             text = json.dumps(self.to_dict(), indent=2)
-        path.write_text(text)
+        atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> "SpotConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
+        """Read a YAML (``.yaml``/``.yml``) or JSON file of fields, a ``preset`` plus overrides, or
+        a training config (its ``model`` section)."""
+        data = read_config_file(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a mapping of SpotConfig fields")
         if "model" in data and isinstance(data["model"], dict):  # a training config
             data = data["model"]
         if "preset" in data:
-            base = preset(data.pop("preset"))
-            return base.replace(**data)
+            data = dict(data)
+            return preset(data.pop("preset"), **data)
         return cls.from_dict(data)
 
     def differences(self, other: "SpotConfig") -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ: ``{name: (self_value, other_value)}``."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+
+
+def _check_field_names(names: Mapping[str, Any] | Any) -> None:
+    known = {f.name for f in dataclasses.fields(SpotConfig)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"unknown SpotConfig fields: {unknown}; known: {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------------- presets
@@ -305,6 +325,9 @@ def preset(name: str, **overrides: Any) -> SpotConfig:
     ``asr-tpi`` (5), ``spot`` (6), also by index ``"1"``..``"6"`` or ``"table1-<i>"``; each with a
     ``-small`` suffix for the CPU-sized network (ResNet-18, 128x64).
     """
+    if not isinstance(name, str):
+        raise ConfigError(f"preset must be a string (one of {', '.join(preset_names())}), got {shown(name)}")
+    _check_field_names(overrides)
     key = name.lower().strip()
     small = key.endswith("-small")
     if small:
