@@ -3,19 +3,29 @@
 Shapes (paper setting, 288 x 144 input, ResNet-50 with last stride 1):
 
 - fused structure attention: q, k ``(B, 162, 256)``, v ``(B, 162, 2048)``, passed as the
-  ``conv(x).flatten(2).transpose(1, 2)`` views the ASR module produces;
+  ``conv(x).flatten(2).transpose(1, 2)`` views the ASR module produces (``--layout nchw``) or
+  as contiguous rows (``--layout channels_last``, a channels-last model);
 - part pooling: part maps ``(B, 7, 18, 9)``, features ``(B, 2048, 18, 9)``.
 
-For every (op, B, dtype) each backend's output is first checked against the reference; then
-it is timed with CUDA events (median over ``--reps`` individually timed runs after warm-up).
-Achieved bandwidth counts the compulsory traffic (each input read once, the output written
-once); the FLOP rate counts the useful multiply-adds (2 per MAC). The device's measured peaks
-(a large device-to-device copy and a large matmul) are printed for comparison.
+For every (op, B, dtype) each backend's output is first checked against the reference. Then:
+
+- **GPU time**: a CUDA graph of K calls, replayed R times, each call reading the next of S input
+  sets (S >= 3, together at least twice the L2 cache, so every call reads its inputs from DRAM as
+  in the network, not from L2 warmed by the previous repetition); median over replays of
+  graph time / K. No Python in the timed region.
+- **eager time**: K back-to-back eager calls between two events (GPU idle time between launches
+  included: Python dispatch, validation, the ctypes call) / K; what a B = 1 caller sees.
+
+Backends are timed alternately, round after round, and reported as ratios to the reference.
+Bandwidth counts the compulsory traffic (inputs read once, output written once); the FLOP rate
+the useful multiply-adds. Device attributes (SMs, L2) are queried once
+(``spot_edge.kernels.device_info``).
 
 Usage::
 
-    python benchmarks/bench_kernels.py                      # B = 1, 8, 32, 64; fp16 and fp32
-    python benchmarks/bench_kernels.py --batches 32 --dtypes fp16 --reps 200 --json out.json
+    python benchmarks/bench_kernels.py                       # B = 1, 8, 32, 64; fp16 and fp32
+    python benchmarks/bench_kernels.py --batches 32 --dtypes fp16 --json out.json
+    python benchmarks/bench_kernels.py --dry-run              # plan only (no GPU needed)
 
 On a machine without a CUDA GPU it says so and exits 0 (``--cpu`` times the reference on the
 CPU instead).
@@ -24,7 +34,7 @@ CPU instead).
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import statistics
 import sys
 import time
@@ -33,6 +43,8 @@ from typing import Callable
 
 import torch
 
+from spot_edge.atomic import atomic_write_json
+from spot_edge.device import cuda_available
 from spot_edge.kernels import (available_backends, fused_structure_attention,
                                fused_structure_attention_reference, part_pool, part_pool_reference)
 
@@ -41,6 +53,7 @@ PARTS, CHANNELS, HEIGHT, WIDTH = 7, 2048, 18, 9
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 6e-2, torch.float32: 2e-4}
 TARGETS = {"attention": 1.5, "part_pool": 2.0}       # speed-up over the reference at B = 32, fp16
+MAX_SETS = 64
 
 
 @dataclass
@@ -48,10 +61,12 @@ class Row:
     op: str
     batch: int
     dtype: str
+    layout: str
     backend: str
     ok: bool
     max_error: float
-    median_us: float | None
+    graph_us: float | None
+    eager_us: float | None
     gbps: float | None
     tflops: float | None
     speedup: float | None
@@ -59,18 +74,22 @@ class Row:
 
 # ----------------------------------------------------------------------------- inputs
 
-def attention_inputs(batch: int, dtype: torch.dtype, device: str):
-    gen = torch.Generator(device=device).manual_seed(batch)
+def attention_inputs(batch: int, dtype: torch.dtype, device: str, layout: str = "nchw", seed: int = 0):
+    gen = torch.Generator(device=device).manual_seed(batch * 1000 + seed)
+
     def view(channels: int) -> torch.Tensor:          # (B, C, n) -> (B, n, C) view, as in ASR
         x = torch.randn(batch, channels, NODES, generator=gen, device=device, dtype=torch.float32)
-        return (x / channels ** 0.25).to(dtype).transpose(1, 2)
+        x = (x / channels ** 0.25).to(dtype).transpose(1, 2)
+        return x.contiguous() if layout == "channels_last" else x
     return view(KEY_DIM), view(KEY_DIM), view(VALUE_DIM)
 
 
-def pool_inputs(batch: int, dtype: torch.dtype, device: str):
-    gen = torch.Generator(device=device).manual_seed(batch)
+def pool_inputs(batch: int, dtype: torch.dtype, device: str, layout: str = "nchw", seed: int = 0):
+    gen = torch.Generator(device=device).manual_seed(batch * 1000 + seed)
     maps = torch.sigmoid(torch.randn(batch, PARTS, HEIGHT, WIDTH, generator=gen, device=device)).to(dtype)
     feats = torch.randn(batch, CHANNELS, HEIGHT, WIDTH, generator=gen, device=device).to(dtype)
+    if layout == "channels_last":
+        maps, feats = (t.contiguous(memory_format=torch.channels_last) for t in (maps, feats))
     return maps, feats
 
 
@@ -89,106 +108,168 @@ def pool_cost(batch: int, dtype: torch.dtype) -> tuple[float, float]:
     return bytes_moved, flops
 
 
+def input_sets(bytes_per_set: float, l2_bytes: int) -> int:
+    """At least 3 sets, together at least twice the L2 cache (capped at MAX_SETS)."""
+    return int(min(MAX_SETS, max(3, math.ceil(2 * l2_bytes / max(1.0, bytes_per_set)))))
+
+
+def calls_per_graph(sets: int, minimum: int) -> int:
+    """K: a multiple of the set count, at least ``minimum``."""
+    return sets * max(1, math.ceil(minimum / sets))
+
+
 # ----------------------------------------------------------------------------- timing
 
-def time_cuda(fn: Callable[[], object], reps: int, warmup: int = 10) -> float:
-    """Median time of one call in microseconds, each call timed with its own CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for start, end in zip(starts, ends):
+class Timer:
+    """One backend's timed work: a CUDA graph of K calls over rotating input sets, and the same K
+    calls eagerly. Built (warm-up, capture) before any timing so that backends can alternate."""
+
+    def __init__(self, call: Callable[[tuple], object], sets: list[tuple], calls: int) -> None:
+        self.call, self.sets, self.calls = call, sets, calls
+        for inputs in sets:                      # compile / autotune / load everything outside capture
+            call(inputs)
+        torch.cuda.synchronize()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            for i in range(calls):
+                call(sets[i % len(sets)])
+        self.graph.replay()
+        torch.cuda.synchronize()
+
+    def graph_us(self) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        self.graph.replay()
         end.record()
-    torch.cuda.synchronize()
-    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) * 1e3
+        end.synchronize()
+        return start.elapsed_time(end) * 1e3 / self.calls
+
+    def eager_us(self) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for i in range(self.calls):
+            self.call(self.sets[i % len(self.sets)])
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) * 1e3 / self.calls
 
 
-def measure_peaks(reps: int = 20) -> dict[str, float]:
-    """Device-to-device copy bandwidth (GB/s) and dense matmul rates (TFLOP/s)."""
-    peaks = {}
-    src = torch.empty(1 << 28, dtype=torch.float32, device="cuda")   # 1 GiB
-    dst = torch.empty_like(src)
-    us = time_cuda(lambda: dst.copy_(src), reps, warmup=3)
-    peaks["copy_GBps"] = 2 * src.numel() * 4 / (us * 1e-6) / 1e9
-    del src, dst
-    for name, dtype in (("matmul_fp16_TFLOPs", torch.float16), ("matmul_fp32_TFLOPs", torch.float32)):
-        n = 8192
-        a = torch.randn(n, n, device="cuda", dtype=dtype)
-        b = torch.randn(n, n, device="cuda", dtype=dtype)
-        us = time_cuda(lambda: torch.matmul(a, b), max(5, reps // 2), warmup=3)
-        peaks[name] = 2 * n ** 3 / (us * 1e-6) / 1e12
-        del a, b
+def measure_peaks(reps: int = 5) -> dict[str, float]:
+    """Device-to-device copy bandwidth (GB/s) and dense fp16 matmul rate (TFLOP/s)."""
+    def best_ms(fn: Callable[[], object]) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return min(times)
+    def copy_gbps() -> float:
+        src = torch.empty(1 << 27, dtype=torch.float32, device="cuda")   # 512 MiB
+        dst = torch.empty_like(src)
+        return 2 * src.numel() * 4 / (best_ms(lambda: dst.copy_(src)) * 1e-3) / 1e9
+
+    def matmul_tflops(n: int = 8192) -> float:
+        a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+        b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+        return 2 * n ** 3 / (best_ms(lambda: torch.matmul(a, b)) * 1e-3) / 1e12
+
+    peaks = {"copy_GBps": copy_gbps(), "matmul_fp16_TFLOPs": matmul_tflops()}
     torch.cuda.empty_cache()
     return peaks
 
 
 # ----------------------------------------------------------------------------- benchmark
 
-def bench_op(op: str, batch: int, dtype_name: str, backends: list[str], reps: int) -> list[Row]:
+def case_plan(op: str, batch: int, dtype: torch.dtype, l2_bytes: int, min_calls: int) -> dict:
+    cost = attention_cost if op == "attention" else pool_cost
+    bytes_moved, flops = cost(batch, dtype)
+    sets = input_sets(bytes_moved, l2_bytes)
+    return {"bytes": bytes_moved, "flops": flops, "sets": sets, "calls": calls_per_graph(sets, min_calls)}
+
+
+def bench_case(op: str, batch: int, dtype_name: str, layout: str, backends: list[str], rounds: int,
+               min_calls: int, l2_bytes: int) -> list[Row]:
     dtype = DTYPES[dtype_name]
+    plan = case_plan(op, batch, dtype, l2_bytes, min_calls)
+    make = attention_inputs if op == "attention" else pool_inputs
+    sets = [make(batch, dtype, "cuda", layout, seed) for seed in range(plan["sets"])]
     if op == "attention":
-        inputs = attention_inputs(batch, dtype, "cuda")
-        ref_fn = lambda: fused_structure_attention_reference(*inputs, 1.0)  # noqa: E731
-        run = lambda backend: (lambda: fused_structure_attention(*inputs, 1.0, backend=backend))  # noqa: E731
-        bytes_moved, flops = attention_cost(batch, dtype)
-    else:
-        inputs = pool_inputs(batch, dtype, "cuda")
-        ref_fn = lambda: part_pool_reference(*inputs, 1e-6)  # noqa: E731
-        run = lambda backend: (lambda: part_pool(*inputs, 1e-6, backend=backend))  # noqa: E731
-        bytes_moved, flops = pool_cost(batch, dtype)
-    with torch.no_grad():
-        expected = ref_fn().float()
-        rows: list[Row] = []
-        ref_us = None
-        for backend in ["reference"] + [b for b in backends if b != "reference"]:
-            fn = ref_fn if backend == "reference" else run(backend)
-            try:
-                got = fn().float()
-                error = (got - expected).abs().max().item() / max(1.0, expected.abs().max().item())
-                ok = bool(torch.isfinite(got).all()) and error <= TOLERANCE[dtype]
-            except Exception as exc:  # report and keep going with the other backends
-                print(f"  {op} B={batch} {dtype_name} {backend}: FAILED to run: {exc}", file=sys.stderr)
-                rows.append(Row(op, batch, dtype_name, backend, False, float("nan"), None, None, None, None))
-                continue
-            us = time_cuda(fn, reps) if ok else None
+        def run(backend: str) -> Callable[[tuple], object]:
             if backend == "reference":
-                ref_us = us
-            rows.append(Row(op, batch, dtype_name, backend, ok, error, us,
-                            bytes_moved / (us * 1e-6) / 1e9 if us else None,
-                            flops / (us * 1e-6) / 1e12 if us else None,
-                            ref_us / us if (us and ref_us) else None))
-    return rows
+                return lambda xs: fused_structure_attention_reference(*xs, 1.0)
+            return lambda xs: fused_structure_attention(*xs, 1.0, backend=backend)
+    else:
+        def run(backend: str) -> Callable[[tuple], object]:
+            if backend == "reference":
+                return lambda xs: part_pool_reference(*xs, 1e-6)
+            return lambda xs: part_pool(*xs, 1e-6, backend=backend)
+
+    rows: dict[str, Row] = {}
+    timers: dict[str, Timer] = {}
+    with torch.no_grad():
+        expected = run("reference")(sets[0]).float()
+        for backend in ["reference"] + [b for b in backends if b != "reference"]:
+            row = Row(op, batch, dtype_name, layout, backend, False, float("nan"), None, None, None, None, None)
+            rows[backend] = row
+            try:
+                got = run(backend)(sets[0]).float()
+                row.max_error = (got - expected).abs().max().item() / max(1.0, expected.abs().max().item())
+                row.ok = bool(torch.isfinite(got).all()) and row.max_error <= TOLERANCE[dtype]
+                if row.ok:
+                    timers[backend] = Timer(run(backend), sets, plan["calls"])
+            except Exception as exc:  # noqa: BLE001 - report and keep going with the other backends
+                print(f"  {op} B={batch} {dtype_name} {layout} {backend}: FAILED: {exc}", file=sys.stderr)
+        graph: dict[str, list[float]] = {b: [] for b in timers}
+        eager: dict[str, list[float]] = {b: [] for b in timers}
+        for _ in range(rounds):                    # variants alternate within every round
+            for backend, timer in timers.items():
+                graph[backend].append(timer.graph_us())
+                eager[backend].append(timer.eager_us())
+    ref_us = statistics.median(graph["reference"]) if graph.get("reference") else None
+    for backend in timers:
+        row = rows[backend]
+        row.graph_us = statistics.median(graph[backend])
+        row.eager_us = statistics.median(eager[backend])
+        row.gbps = plan["bytes"] / (row.graph_us * 1e-6) / 1e9
+        row.tflops = plan["flops"] / (row.graph_us * 1e-6) / 1e12
+        row.speedup = ref_us / row.graph_us if ref_us else None
+    del timers, sets
+    torch.cuda.empty_cache()
+    return list(rows.values())
 
 
-def print_rows(rows: list[Row], peaks: dict[str, float]) -> None:
-    print(f"\n{'op':<10}{'B':>4} {'dtype':<6}{'backend':<10}{'check':<7}{'median us':>11}"
-          f"{'GB/s':>9}{'TFLOP/s':>9}{'x ref':>7}")
+def format_rows(rows: list[Row], peaks: dict[str, float] | None) -> str:
+    lines = [f"{'op':<10}{'B':>4} {'dtype':<6}{'layout':<14}{'backend':<10}{'check':<7}{'graph us':>10}"
+             f"{'eager us':>10}{'GB/s':>8}{'TFLOP/s':>9}{'x ref':>7}"]
     for r in rows:
-        us = f"{r.median_us:.1f}" if r.median_us else "-"
-        gbps = f"{r.gbps:.0f}" if r.gbps else "-"
-        tf = f"{r.tflops:.2f}" if r.tflops else "-"
-        sp = f"{r.speedup:.2f}" if r.speedup else "-"
-        check = "ok" if r.ok else "FAIL"
-        print(f"{r.op:<10}{r.batch:>4} {r.dtype:<6}{r.backend:<10}{check:<7}{us:>11}{gbps:>9}{tf:>9}{sp:>7}")
-    print(f"\nmeasured peaks: copy {peaks['copy_GBps']:.0f} GB/s, matmul fp16 "
-          f"{peaks['matmul_fp16_TFLOPs']:.0f} TFLOP/s, fp32 {peaks['matmul_fp32_TFLOPs']:.1f} TFLOP/s")
+        def fmt(value, spec):
+            return format(value, spec) if value is not None else "-"
+        lines.append(f"{r.op:<10}{r.batch:>4} {r.dtype:<6}{r.layout:<14}{r.backend:<10}{'ok' if r.ok else 'FAIL':<7}"
+                     f"{fmt(r.graph_us, '.1f'):>10}{fmt(r.eager_us, '.1f'):>10}{fmt(r.gbps, '.0f'):>8}"
+                     f"{fmt(r.tflops, '.2f'):>9}{fmt(r.speedup, '.2f'):>7}")
+    if peaks:
+        lines.append(f"\nmeasured peaks: copy {peaks['copy_GBps']:.0f} GB/s, matmul fp16 "
+                     f"{peaks['matmul_fp16_TFLOPs']:.0f} TFLOP/s")
+    return "\n".join(lines)
 
 
-def print_targets(rows: list[Row]) -> None:
-    print("\ntargets (datacenter GPU): B=32 fp16 attention >= 1.5x, part pooling >= 2x; B=1 no slower")
+def format_targets(rows: list[Row]) -> str:
+    lines = ["targets (graph time): B=32 fp16 attention >= 1.5x, part pooling >= 2x; B=1 no slower"]
     for op, target in TARGETS.items():
         for r in rows:
             if r.op != op or r.backend == "reference" or r.dtype != "fp16" or r.speedup is None:
                 continue
-            if r.batch == 32:
-                verdict = "met" if r.speedup >= target else "MISSED"
-                print(f"  {op} {r.backend} B=32 fp16: {r.speedup:.2f}x (target {target}x) {verdict}")
-            elif r.batch == 1:
-                verdict = "met" if r.speedup >= 1.0 else "MISSED"
-                print(f"  {op} {r.backend} B=1 fp16: {r.speedup:.2f}x (target >= 1x) {verdict}")
+            goal = target if r.batch == 32 else (1.0 if r.batch == 1 else None)
+            if goal is not None:
+                verdict = "met" if r.speedup >= goal else "MISSED"
+                lines.append(f"  {op} {r.backend} B={r.batch} fp16 {r.layout}: {r.speedup:.2f}x "
+                             f"(target {goal}x) {verdict}")
+    return "\n".join(lines)
 
 
 def cpu_reference(batches: list[int]) -> None:
@@ -206,46 +287,72 @@ def cpu_reference(batches: list[int]) -> None:
             print(f"  {name:<10} B={batch:<3} {statistics.median(times) * 1e3:8.2f} ms")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="example: python benchmarks/bench_kernels.py --batches 1 32 --dtypes fp16")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp16", "fp32"])
     parser.add_argument("--ops", nargs="+", choices=["attention", "part_pool"], default=["attention", "part_pool"])
+    parser.add_argument("--layouts", nargs="+", choices=["nchw", "channels_last"], default=["nchw"])
     parser.add_argument("--backends", nargs="+", choices=["triton", "cuda"], default=None,
                         help="kernel backends to compare with the reference (default: every available one)")
-    parser.add_argument("--reps", type=int, default=100, help="timed runs per case (median reported)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median reported)")
+    parser.add_argument("--calls", type=int, default=24, help="calls per CUDA graph (at least; a multiple of the sets)")
     parser.add_argument("--json", default=None, help="also write the rows and peaks to this JSON file")
     parser.add_argument("--cpu", action="store_true", help="without a GPU, time the reference on the CPU")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (sets, calls per graph) and exit")
     args = parser.parse_args(argv)
+    for name in ("rounds", "calls"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if any(b < 1 for b in args.batches):
+        parser.error("--batches must be >= 1")
+    return args
 
-    if not torch.cuda.is_available():
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.dry_run:
+        from spot_edge.kernels.device_info import ARCH_LIMITS
+        l2 = ARCH_LIMITS[90].l2_bytes
+        print(f"plan (L2 of an H100, {l2 >> 20} MiB; rounds={args.rounds}):")
+        for op in args.ops:
+            for dtype_name in args.dtypes:
+                for batch in args.batches:
+                    plan = case_plan(op, batch, DTYPES[dtype_name], l2, args.calls)
+                    print(f"  {op:<10} B={batch:<4} {dtype_name:<5} {plan['sets']:>3} input sets x "
+                          f"{plan['bytes'] / 1e6:7.2f} MB, {plan['calls']} calls per graph")
+        return 0
+    if not cuda_available():
         print("No CUDA GPU visible: the kernel benchmark needs one; GPU timings skipped.")
         if args.cpu:
             cpu_reference(args.batches)
         return 0
 
+    from spot_edge.kernels.device_info import device_limits
+    limits = device_limits("cuda")
     found = available_backends("cuda")
     backends = [b for b in found if b != "reference"] if args.backends is None else args.backends
     missing = [b for b in backends if b not in found]
     if missing:
         print(f"unavailable backends skipped: {', '.join(missing)}", file=sys.stderr)
         backends = [b for b in backends if b in found]
-    print(f"device: {torch.cuda.get_device_name()} | torch {torch.__version__} | backends: "
-          f"reference, {', '.join(backends) or '(none)'}")
+    print(f"device: {limits.name} (sm_{limits.arch}, {limits.multiprocessors} SMs, L2 {limits.l2_bytes >> 20} MiB) | "
+          f"torch {torch.__version__} | backends: reference, {', '.join(backends) or '(none)'}")
     peaks = measure_peaks()
     rows: list[Row] = []
     for op in args.ops:
         for dtype_name in args.dtypes:
-            for batch in args.batches:
-                rows.extend(bench_op(op, batch, dtype_name, backends, args.reps))
-    print_rows(rows, peaks)
-    print_targets(rows)
+            for layout in args.layouts:
+                for batch in args.batches:
+                    rows.extend(bench_case(op, batch, dtype_name, layout, backends, args.rounds, args.calls,
+                                           limits.l2_bytes))
+    print(format_rows(rows, peaks))
+    print(format_targets(rows))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": torch.cuda.get_device_name(), "peaks": peaks,
-                       "rows": [asdict(r) for r in rows]}, handle, indent=2)
+        atomic_write_json(args.json, {"device": limits.name, "arch": limits.arch, "peaks": peaks,
+                                      "rows": [asdict(r) for r in rows]})
     return 0 if all(r.ok for r in rows) else 1
 
 

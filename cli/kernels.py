@@ -19,23 +19,38 @@ app = CliApp(help="Custom kernels (fused structure attention, part pooling): bui
 def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show the kernel backends available here and why the others are not.
 
+    backend="auto" also checks each call's sizes against the device's limits.
+
     Example: spot-edge kernels info
     """
     import torch
 
     from spot_edge import kernels
+    from spot_edge.device import resolve_device
     from spot_edge.kernels import cuda_ops
+    from spot_edge.kernels.device_info import device_limits
 
     with friendly_errors():
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device("auto")
+        if device.type == "cuda":
+            limits = device_limits(device)
+            described = (f"{limits.name} (sm_{limits.arch}, {limits.multiprocessors} SMs, "
+                         f"{limits.shared_per_block_optin // 1024} KB shared memory per block)")
+        else:
+            described = "cpu (no CUDA GPU visible)"
         rows = {
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu (no CUDA GPU visible)",
+            "device": described,
             "reference": "available",
             "triton": kernels.triton_unavailable_reason(torch.device("cuda")) or "available",
             "cuda": kernels.cuda_unavailable_reason(torch.device("cuda")) or "available",
             "cuda library": cuda_ops.library_path() or "not loaded",
-            "auto on this device": ", ".join(kernels.available_backends(device)),
+            "backends on this device": ", ".join(kernels.available_backends(device)),
         }
+        if cuda_ops.library_path() is not None:
+            driver, runtime = cuda_ops.versions()
+            rows["cuda runtime (library) / driver"] = (f"{runtime // 1000}.{runtime % 1000 // 10} / "
+                                                       f"{driver // 1000}.{driver % 1000 // 10}" if driver else
+                                                       f"{runtime // 1000}.{runtime % 1000 // 10} / no driver")
         if as_json:
             print_json(rows)
             return

@@ -7,11 +7,14 @@ plain PyTorch reference (``reference.py``, the definition); faster backends are 
 ``"auto"`` picks, per call:
 
 - the reference for CPU tensors, while tracing / exporting (``torch.onnx.export``,
-  ``torch.jit.trace``, ``torch.export``, ``torch.compile``), and for shapes or dtypes the
-  kernels do not take;
-- on CUDA tensors: the CUDA library (``libspot_edge_kernels.so``) if it is built and loads,
-  else Triton if installed, else the reference. fp32 attention skips the CUDA library (its
-  fp32 path uses CUDA cores without register tiling; Triton or cuBLAS are faster there).
+  ``torch.jit.trace``, ``torch.export``, ``torch.compile``), and for dtypes the kernels do
+  not take;
+- on CUDA tensors: the CUDA library (``libspot_edge_kernels.so``), else Triton, else the
+  reference, each only where it will run, judged before launching from the device, the
+  dtype and the shape (:mod:`spot_edge.kernels.selection`: driver new enough for the
+  library's CUDA runtime, sizes within limits, shared memory per block within the device's
+  limit). Falling back to the reference on a GPU warns once. fp32 attention skips the CUDA
+  library (its fp32 path uses CUDA cores without register tiling).
 
 Every backend gives the reference's values (to rounding) and gradients. Inside
 :func:`spot_edge.kernels.onnx_plugins.plugin_export` the ops export as TensorRT plugin nodes.
@@ -20,12 +23,16 @@ Heavy imports (Triton, ctypes library) happen on first use.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
 from types import ModuleType
 
 import torch
 from torch import Tensor
 
+from spot_edge.device import cuda_available
+from spot_edge.kernels import selection
 from spot_edge.kernels.onnx_plugins import (export_onnx_with_plugins, part_pool_plugin, plugin_export,
                                             plugin_export_active, structure_attention_plugin)
 from spot_edge.kernels.reference import fused_structure_attention_reference, part_pool_reference
@@ -61,6 +68,7 @@ def _tracing() -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1)
 def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -76,7 +84,7 @@ def triton_unavailable_reason(device: torch.device | None = None) -> str | None:
         return f"Triton is not installed; {TRITON_HINT}"
     device = device or torch.device("cuda")
     if device.type == "cuda":
-        return None if torch.cuda.is_available() else f"no CUDA GPU is visible; {TRITON_HINT}"
+        return None if cuda_available() else f"no CUDA GPU is visible; {TRITON_HINT}"
     if device.type == "cpu" and _triton_interpreter():
         return None
     return f"Triton kernels need CUDA tensors, got {device.type} tensors; {TRITON_HINT}"
@@ -154,14 +162,17 @@ def _kernel_inputs(tensors: tuple[Tensor, ...], explicit: bool, op: str) -> tupl
     return None
 
 
-def _auto_backend(device: torch.device, dtype: torch.dtype, attention: bool) -> str:
-    if device.type != "cuda" or _tracing():
-        return "reference"
-    if not (attention and dtype == torch.float32) and cuda_unavailable_reason(device) is None:
-        return "cuda"
-    if triton_unavailable_reason(device) is None:
-        return "triton"
-    return "reference"
+def _choose(backend: str, request: selection.Request) -> str:
+    """The backend that runs ``request`` (explicit requests are checked, auto falls back)."""
+    if backend != "auto":
+        if request.device.type == "cuda":
+            problem = selection.explicit_problem(backend, request)
+            if problem is not None:
+                other = "'triton' or 'reference'" if backend == "cuda" else "'reference'"
+                raise ValueError(f"{problem}; use backend={other}")
+        return backend
+    return selection.auto_backend(request, cuda_unavailable_reason(request.device),
+                                  triton_unavailable_reason(request.device))
 
 
 # --------------------------------------------------------------------------- public ops
@@ -175,6 +186,10 @@ def fused_structure_attention(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.
         v: values V(F_I), ``(B, N, Dv)``. Strided views are fine.
         scale: multiplies the logits.
         backend: ``"auto"``, ``"reference"``, ``"triton"`` or ``"cuda"``.
+
+    Returns:
+        ``(B, N, Dv)``; the CUDA and Triton kernels write it in the memory layout of ``v``
+        (``(B, Dv, N)`` memory for SPOT's transposed conv views), the reference contiguous.
 
     Raises:
         ValueError: bad shapes / dtypes, or sizes beyond an explicitly requested kernel's limits.
@@ -193,22 +208,12 @@ def fused_structure_attention(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.
     if inputs is None:
         return fused_structure_attention_reference(q, k, v, scale)
     q, k, v = inputs
-    chosen = backend if explicit else _auto_backend(q.device, q.dtype, attention=True)
-    nodes = q.shape[1]
+    chosen = _choose(backend, selection.attention_request(q, k, v))
     if chosen == "cuda":
         from spot_edge.kernels import cuda_ops
-        if nodes > cuda_ops.max_nodes():
-            if explicit:
-                raise ValueError(f"the CUDA structure attention supports N <= {cuda_ops.max_nodes()} "
-                                 f"nodes, got {nodes}; use backend='triton' or 'reference'")
-            chosen = "triton" if triton_unavailable_reason(q.device) is None else "reference"
-        else:
-            return cuda_ops.fused_structure_attention_cuda(q, k, v, scale)
+        return cuda_ops.fused_structure_attention_cuda(q, k, v, scale)
     if chosen == "triton":
-        module = _triton_module("triton_attention")
-        if nodes > module.MAX_NODES and not explicit:
-            return fused_structure_attention_reference(q, k, v, scale)
-        return module.fused_structure_attention_triton(q, k, v, scale)
+        return _triton_module("triton_attention").fused_structure_attention_triton(q, k, v, scale)
     return fused_structure_attention_reference(q, k, v, scale)
 
 
@@ -238,22 +243,12 @@ def part_pool(part_maps: Tensor, features: Tensor, eps: float = 1e-6, backend: s
     if inputs is None:
         return part_pool_reference(part_maps, features, eps)
     part_maps, features = inputs
-    chosen = backend if explicit else _auto_backend(features.device, features.dtype, attention=False)
-    parts = part_maps.shape[1]
+    chosen = _choose(backend, selection.part_pool_request(part_maps.flatten(2), features.flatten(2)))
     if chosen == "cuda":
         from spot_edge.kernels import cuda_ops
-        if parts > cuda_ops.max_parts():
-            if explicit:
-                raise ValueError(f"the CUDA part pooling supports P <= {cuda_ops.max_parts()} parts, "
-                                 f"got {parts}; use backend='triton' or 'reference'")
-            chosen = "triton" if triton_unavailable_reason(features.device) is None else "reference"
-        else:
-            return cuda_ops.part_pool_cuda(part_maps, features, eps)
+        return cuda_ops.part_pool_cuda(part_maps, features, eps)
     if chosen == "triton":
-        module = _triton_module("triton_part_pool")
-        if parts > module.MAX_PARTS and not explicit:
-            return part_pool_reference(part_maps, features, eps)
-        return module.part_pool_triton(part_maps, features, eps)
+        return _triton_module("triton_part_pool").part_pool_triton(part_maps, features, eps)
     return part_pool_reference(part_maps, features, eps)
 
 

@@ -16,6 +16,11 @@ Library lookup order: ``$SPOT_EDGE_KERNELS_LIB`` (a file), then ``build/`` and
 ``build-*/`` at the repository root, then ``kernels/lib/``. Build it with::
 
     cmake -S . -B build -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j
+
+The library links the CUDA runtime statically; :func:`unavailable_reason` refuses it when the
+installed driver is older than that runtime needs (CUDA 13: driver R580 or newer), instead of
+letting the first launch fail. Its host-only functions (shared memory per block, the Dv split)
+answer without a GPU, which is how ``backend="auto"`` and the tests plan ahead.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from spot_edge.device import cuda_available
 from spot_edge.kernels.backward import fused_structure_attention_backward, part_pool_backward
+from spot_edge.kernels.planning import output_like_values
 
 LIBRARY_ENV = "SPOT_EDGE_KERNELS_LIB"
 LIBRARY_FILE = "libspot_edge_kernels.so"
-ABI_VERSION = 1
+ABI_VERSION = 2
+#: NVIDIA driver branch that first supports each CUDA major version (for messages).
+DRIVER_BRANCH = {12: "R525", 13: "R580"}
 BUILD_HINT = ("build it with `cmake -S . -B build && cmake --build build -j` at the repository root "
               f"(needs nvcc and CMake >= 3.24), or point ${LIBRARY_ENV} at an existing {LIBRARY_FILE}")
 
-_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _STATUS_UNSUPPORTED = 2
 
 _INT64_3 = ctypes.c_int64 * 3
@@ -64,7 +73,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
     strides = ctypes.POINTER(ctypes.c_int64)
     lib.spot_structure_attention.argtypes = [p, p, p, p, i64, i64, i64, i64, strides, strides, strides,
-                                             f32, i32, p]
+                                             strides, f32, i32, p]
     lib.spot_structure_attention.restype = i32
     lib.spot_part_pool.argtypes = [p, p, p, i64, i64, i64, i64, strides, strides, f32, i32, p]
     lib.spot_part_pool.restype = i32
@@ -74,6 +83,14 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.spot_kernels_abi_version.restype = i32
     lib.spot_structure_attention_max_nodes.restype = i64
     lib.spot_part_pool_max_parts.restype = i64
+    lib.spot_structure_attention_smem_bytes.argtypes = [i64, i32]
+    lib.spot_structure_attention_smem_bytes.restype = i64
+    lib.spot_structure_attention_splits.argtypes = [i64, i64, i64, i64, i32, i64]
+    lib.spot_structure_attention_splits.restype = i64
+    lib.spot_part_pool_smem_bytes.argtypes = [i64, i64]
+    lib.spot_part_pool_smem_bytes.restype = i64
+    lib.spot_kernels_runtime_version.restype = i32
+    lib.spot_kernels_driver_version.restype = i32
     return lib
 
 
@@ -82,7 +99,7 @@ def open_library(path: str | os.PathLike) -> ctypes.CDLL:
     try:
         lib = _declare(ctypes.CDLL(str(path)))
     except (OSError, AttributeError) as exc:
-        raise KernelLibraryError(f"cannot load the CUDA kernel library {path}: {exc}") from exc
+        raise KernelLibraryError(f"cannot load the CUDA kernel library {path}: {exc}; rebuild it: {BUILD_HINT}") from exc
     version = lib.spot_kernels_abi_version()
     if version != ABI_VERSION:
         raise KernelLibraryError(f"{path} has C API version {version}, this package expects "
@@ -103,6 +120,12 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     return None, f"{LIBRARY_FILE} not found (looked at {', '.join(tried)}); {BUILD_HINT}"
 
 
+def clear_cache() -> None:
+    """Forget the loaded library and the driver check (after building it, or in tests)."""
+    _load.cache_clear()
+    _driver_reason.cache_clear()
+
+
 def library() -> ctypes.CDLL:
     """The loaded library, or :class:`KernelLibraryError` saying how to get it."""
     lib, info = _load()
@@ -117,12 +140,48 @@ def library_path() -> str | None:
     return info if lib is not None else None
 
 
+def driver_problem(driver_version: int, runtime_version: int) -> str | None:
+    """``None`` when a driver supporting CUDA ``driver_version`` (``cudaDriverGetVersion``, e.g.
+    12040) can run a statically linked CUDA runtime ``runtime_version`` (e.g. 13000), else why not.
+
+    CUDA's minor-version compatibility: runtime X.y runs on any driver that supports X.0.
+    """
+    needed = runtime_version // 1000 * 1000
+    if driver_version >= needed:
+        return None
+    major = runtime_version // 1000
+    branch = DRIVER_BRANCH.get(major)
+    wanted = f"a driver for CUDA {major}.0 or newer" + (f" ({branch} or later)" if branch else "")
+    have = ("no NVIDIA driver was found" if driver_version <= 0 else
+            f"this driver supports CUDA {driver_version // 1000}.{driver_version % 1000 // 10}")
+    return (f"the CUDA kernel library links the CUDA {major}.{runtime_version % 1000 // 10} runtime "
+            f"statically, which needs {wanted}; {have}: update the driver, or rebuild the library "
+            f"with a CUDA toolkit this driver supports")
+
+
+def versions() -> tuple[int, int]:
+    """``(driver, runtime)`` CUDA versions as the library sees them (see :func:`driver_problem`)."""
+    lib = library()
+    return int(lib.spot_kernels_driver_version()), int(lib.spot_kernels_runtime_version())
+
+
+@functools.lru_cache(maxsize=1)
+def _driver_reason() -> str | None:
+    return driver_problem(*versions())
+
+
 def unavailable_reason() -> str | None:
-    """``None`` when the CUDA backend can run here, else why not and how to fix it."""
-    if not torch.cuda.is_available():
+    """``None`` when the CUDA backend can run here, else why not and how to fix it.
+
+    Checks, once per process: a GPU is visible, the library loads with this package's C API
+    version, and the driver is new enough for the CUDA runtime linked into the library.
+    """
+    if not cuda_available():
         return "the CUDA backend needs a CUDA GPU (torch.cuda.is_available() is False)"
     lib, info = _load()
-    return None if lib is not None else info
+    if lib is None:
+        return info
+    return _driver_reason()
 
 
 def is_available() -> bool:
@@ -137,6 +196,23 @@ def max_nodes() -> int:
 def max_parts() -> int:
     """Largest P the part pooling kernel takes (16)."""
     return int(library().spot_part_pool_max_parts())
+
+
+def attention_shared_bytes(nodes: int, dtype: torch.dtype) -> int:
+    """Dynamic shared memory per block of the attention kernel (-1: N beyond the kernel)."""
+    return int(library().spot_structure_attention_smem_bytes(nodes, DTYPE_CODES[dtype]))
+
+
+def part_pool_shared_bytes(parts: int, nodes: int) -> int:
+    """Dynamic shared memory per block of the part pooling kernel (-1: P beyond the kernel)."""
+    return int(library().spot_part_pool_smem_bytes(parts, nodes))
+
+
+def attention_splits(batch: int, nodes: int, key_dim: int, value_dim: int, dtype: torch.dtype,
+                     slots: int) -> int:
+    """Blocks sharing the value width of one query tile, for ``slots`` resident blocks."""
+    return int(library().spot_structure_attention_splits(batch, nodes, key_dim, value_dim,
+                                                         DTYPE_CODES[dtype], slots))
 
 
 def _check_status(status: int, what: str) -> None:
@@ -155,21 +231,30 @@ def _stream(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream)
 
 
+def _on_device(device: torch.device, call):
+    """Run ``call()`` with ``device`` current (the C API launches on the current device);
+    switches only when another device is current (the switch costs a few microseconds)."""
+    if device.index is None or device.index == torch.cuda.current_device():
+        return call()
+    with torch.cuda.device(device):
+        return call()
+
+
 # --------------------------------------------------------------------------- operators
 
 def launch_structure_attention(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
-    """Run the library kernel (no autograd, no dispatcher): shapes as the reference."""
+    """Run the library kernel (no autograd, no dispatcher): shapes as the reference; the output
+    has the memory layout of ``v`` (:func:`spot_edge.kernels.planning.output_like_values`)."""
     lib = library()
     batch, nodes, key_dim = q.shape
     value_dim = v.shape[-1]
-    out = torch.empty((batch, nodes, value_dim), device=v.device, dtype=v.dtype)
+    out = output_like_values(v, nodes)
     if out.numel() == 0:
         return out
-    with torch.cuda.device(v.device):
-        status = lib.spot_structure_attention(
-            _ptr(q), _ptr(k), _ptr(v), _ptr(out), batch, nodes, key_dim, value_dim,
-            _INT64_3(*q.stride()), _INT64_3(*k.stride()), _INT64_3(*v.stride()),
-            float(scale), _DTYPE_CODES[v.dtype], _stream(v))
+    status = _on_device(v.device, lambda: lib.spot_structure_attention(
+        _ptr(q), _ptr(k), _ptr(v), _ptr(out), batch, nodes, key_dim, value_dim,
+        _INT64_3(*q.stride()), _INT64_3(*k.stride()), _INT64_3(*v.stride()), _INT64_3(*out.stride()),
+        float(scale), DTYPE_CODES[v.dtype], _stream(v)))
     _check_status(status, "structure attention")
     return out
 
@@ -182,7 +267,7 @@ def structure_attention_op(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Ten
 
 @structure_attention_op.register_fake
 def _structure_attention_fake(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
-    return v.new_empty((q.shape[0], q.shape[1], v.shape[-1]))
+    return output_like_values(v, q.shape[1])
 
 
 def _structure_attention_setup(ctx, inputs, output) -> None:
@@ -204,18 +289,17 @@ structure_attention_op.register_autograd(_structure_attention_grad,
 def launch_part_pool(part_maps: Tensor, features: Tensor, eps: float) -> Tensor:
     """Run the library kernel (no autograd, no dispatcher): shapes as the reference."""
     lib = library()
-    batch, parts, h, w = part_maps.shape
+    batch, parts = part_maps.shape[:2]
     channels = features.shape[1]
-    maps = part_maps.reshape(batch, parts, h * w)
-    feats = features.reshape(batch, channels, h * w)
+    maps = part_maps.flatten(2)               # views for NCHW and channels-last tensors alike
+    feats = features.flatten(2)
     out = torch.empty((batch, parts, channels), device=features.device, dtype=features.dtype)
     if out.numel() == 0:
         return out
-    with torch.cuda.device(features.device):
-        status = lib.spot_part_pool(
-            _ptr(maps), _ptr(feats), _ptr(out), batch, parts, channels, h * w,
-            _INT64_3(*maps.stride()), _INT64_3(*feats.stride()), float(eps),
-            _DTYPE_CODES[features.dtype], _stream(features))
+    status = _on_device(features.device, lambda: lib.spot_part_pool(
+        _ptr(maps), _ptr(feats), _ptr(out), batch, parts, channels, maps.shape[-1],
+        _INT64_3(*maps.stride()), _INT64_3(*feats.stride()), float(eps),
+        DTYPE_CODES[features.dtype], _stream(features)))
     _check_status(status, "part pooling")
     return out
 

@@ -1,4 +1,4 @@
-"""Small helpers shared by the Triton kernels."""
+"""Triton interpreter helpers shared by the Triton kernels (no Triton import here)."""
 
 from __future__ import annotations
 

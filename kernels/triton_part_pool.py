@@ -7,7 +7,12 @@ Design (P = 2..9 parts, C = 2048 channels, HW = 18 x 9 = 162 nodes in SPOT):
   arg-max mask and ``M_bar`` in registers, loads the ``(BLOCK_C, BLOCK_HW)`` feature tile once
   and accumulates ``M_bar @ F^T`` into a ``(BLOCK_P, BLOCK_C)`` fp32 tile. Each feature element
   is read exactly once by exactly one program: the op is bound by that single read.
-- ``BLOCK_P`` pads P to 16 (the smallest dot shape); the padded rows are masked to zero.
+- P, C, HW and every stride are ``tl.constexpr``: the node loop has a static trip count and is
+  software-pipelined with ``num_stages`` = the number of node chunks (3 for HW = 162), so all
+  of a program's feature loads are in flight at once (``cp.async``), vectorised along whichever
+  axis is unit-stride (nodes for NCHW features, channels for channels-last ones).
+- ``BLOCK_P`` is P rounded up to a power of two, and at least 16 (the smallest ``tl.dot``
+  shape); the padded rows are masked to zero.
 - The part mass ``sum_hw M_bar`` is accumulated alongside; the epilogue divides
   ``mean_hw(M_bar F) / (mean_hw(M_bar) + eps)`` and stores ``(P, BLOCK_C)`` of the output.
 - Ties at a node keep every maximal map, exactly as the reference.
@@ -15,12 +20,16 @@ Design (P = 2..9 parts, C = 2048 channels, HW = 18 x 9 = 162 nodes in SPOT):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from spot_edge.kernels.backward import part_pool_backward
+from spot_edge.kernels.device_info import multiprocessors
+from spot_edge.kernels.planning import next_power_of_2
 from spot_edge.kernels.triton_common import interpreter_needs_upcast
 
 #: Largest part count one program holds (``BLOCK_P``); larger P is refused.
@@ -28,24 +37,24 @@ MAX_PARTS = 64
 
 
 @triton.jit
-def _part_pool_kernel(
-    maps_ptr, feat_ptr, out_ptr,
-    P, C, HW, eps,
-    stride_mb, stride_mp, stride_mhw,
-    stride_fb, stride_fc, stride_fhw,
-    stride_ob, stride_op, stride_oc,
+def part_pool_kernel(
+    maps_ptr, feat_ptr, out_ptr, eps,
+    P: tl.constexpr, C: tl.constexpr, HW: tl.constexpr,
+    SMB: tl.constexpr, SMP: tl.constexpr, SMHW: tl.constexpr,
+    SFB: tl.constexpr, SFC: tl.constexpr, SFHW: tl.constexpr,
+    SOB: tl.constexpr, SOP: tl.constexpr, SOC: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
-    pid_b = tl.program_id(0)
+    pid_b = tl.program_id(0).to(tl.int64)
     pid_c = tl.program_id(1)
 
     parts = tl.arange(0, BLOCK_P)
     chans = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     part_ok = parts < P
     chan_ok = chans < C
-    maps_base = maps_ptr + pid_b * stride_mb
-    feat_base = feat_ptr + pid_b * stride_fb
+    maps_base = maps_ptr + pid_b * SMB
+    feat_base = feat_ptr + pid_b * SFB
 
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     mass = tl.zeros((BLOCK_P,), dtype=tl.float32)
@@ -53,12 +62,12 @@ def _part_pool_kernel(
         nodes = hw0 + tl.arange(0, BLOCK_HW)
         node_ok = nodes < HW
         valid = part_ok[:, None] & node_ok[None, :]
-        maps = tl.load(maps_base + parts[:, None] * stride_mp + nodes[None, :] * stride_mhw,
+        maps = tl.load(maps_base + parts[:, None] * SMP + nodes[None, :] * SMHW,
                        mask=valid, other=float("-inf")).to(tl.float32)
         node_max = tl.max(maps, axis=0)                                   # (BLOCK_HW,)
         m_bar = tl.where(valid & (maps == node_max[None, :]), maps, 0.0)  # eq. 9 arg-max division
         mass += tl.sum(m_bar, axis=1)
-        feats = tl.load(feat_base + chans[:, None] * stride_fc + nodes[None, :] * stride_fhw,
+        feats = tl.load(feat_base + chans[:, None] * SFC + nodes[None, :] * SFHW,
                         mask=chan_ok[:, None] & node_ok[None, :], other=0.0)
         m_bar = m_bar.to(feats.dtype)               # the reference forms M_bar in the input dtype
         if UPCAST_DOT:  # the CPU interpreter mis-handles bf16 dots; emulate them in fp32
@@ -69,17 +78,60 @@ def _part_pool_kernel(
 
     denom = mass / HW + eps
     out = (acc / HW) / denom[:, None]
-    tl.store(out_ptr + pid_b * stride_ob + parts[:, None] * stride_op + chans[None, :] * stride_oc,
+    tl.store(out_ptr + pid_b * SOB + parts[:, None] * SOP + chans[None, :] * SOC,
              out.to(out_ptr.dtype.element_ty), mask=part_ok[:, None] & chan_ok[None, :])
 
 
-def _launch_config(batch: int, parts: int, channels: int, nodes: int) -> dict:
-    block_p = max(16, triton.next_power_of_2(parts))
-    block_hw = min(64, max(16, triton.next_power_of_2(nodes)))
-    # Small batches: narrower channel tiles to give the GPU enough programs.
-    block_c = 64 if batch * triton.cdiv(channels, 64) >= 264 else 32
-    return dict(BLOCK_P=block_p, BLOCK_C=block_c, BLOCK_HW=block_hw,
-                grid=(batch, triton.cdiv(channels, block_c)), num_warps=4)
+@dataclass(frozen=True)
+class PartPoolPlan:
+    """Compile-time configuration of one kernel variant and its launch grid."""
+
+    constexprs: dict = field(hash=False)
+    num_warps: int
+    num_stages: int
+    grid: tuple[int, int]
+
+    def key(self) -> tuple:
+        return (tuple(sorted(self.constexprs.items())), self.num_warps, self.num_stages)
+
+
+def part_pool_plan(batch: int, parts: int, channels: int, nodes: int, dtype: torch.dtype,
+                   strides: tuple[tuple[int, int, int], ...], slots: int,
+                   upcast_dot: bool = False) -> PartPoolPlan:
+    """Tile sizes, constexprs and grid for one call.
+
+    Args:
+        strides: element strides of the maps ``(batch, part, node)``, the features
+            ``(batch, channel, node)`` and the output ``(batch, part, channel)``.
+        slots: SMs on the device; small batches get narrower channel tiles to fill them.
+    """
+    block_p = max(16, next_power_of_2(parts))
+    block_hw = min(64, max(16, next_power_of_2(nodes)))
+    block_c = 64 if batch * -(-channels // 64) >= 2 * slots else 32
+    chunks = -(-nodes // block_hw)
+    (smb, smp, smhw), (sfb, sfc, sfhw), (sob, sop, soc) = strides
+    constexprs = dict(P=parts, C=channels, HW=nodes, SMB=smb, SMP=smp, SMHW=smhw,
+                      SFB=sfb, SFC=sfc, SFHW=sfhw, SOB=sob, SOP=sop, SOC=soc,
+                      BLOCK_P=block_p, BLOCK_C=block_c, BLOCK_HW=block_hw,
+                      PRECISION="ieee" if dtype == torch.float32 else None, UPCAST_DOT=upcast_dot)
+    return PartPoolPlan(constexprs, num_warps=4, num_stages=max(2, min(4, chunks)),
+                        grid=(batch, -(-channels // block_c)))
+
+
+def compiled_shared_bytes(plan: PartPoolPlan, dtype: torch.dtype) -> int:
+    """Shared memory per block of ``plan``'s kernel for the current GPU, from Triton's JIT (compiles
+    without launching; the launch then reuses the compiled kernel). Needs a GPU."""
+    compiled = part_pool_kernel.warmup(dtype, dtype, dtype, 1e-6, grid=plan.grid, **plan.constexprs,
+                                        num_warps=plan.num_warps, num_stages=plan.num_stages)
+    return int(compiled.metadata.shared)
+
+
+def plan_for(maps: Tensor, feats: Tensor, out: Tensor) -> PartPoolPlan:
+    """The plan :func:`part_pool_forward` launches for ``(B, P, HW)`` maps and ``(B, C, HW)`` features."""
+    batch, parts, nodes = maps.shape
+    return part_pool_plan(batch, parts, feats.shape[1], nodes, feats.dtype,
+                          (maps.stride(), feats.stride(), out.stride()), multiprocessors(feats.device),
+                          upcast_dot=interpreter_needs_upcast(feats.dtype))
 
 
 def part_pool_forward(part_maps: Tensor, features: Tensor, eps: float = 1e-6) -> Tensor:
@@ -89,19 +141,14 @@ def part_pool_forward(part_maps: Tensor, features: Tensor, eps: float = 1e-6) ->
     if parts > MAX_PARTS:
         raise ValueError(f"Triton part pooling supports P <= {MAX_PARTS} part maps, got {parts}; "
                          f"use backend='reference'")
-    maps = part_maps.reshape(batch, parts, h * w)
-    feats = features.reshape(batch, channels, h * w)
+    maps = part_maps.flatten(2)                   # views for NCHW and channels-last inputs alike
+    feats = features.flatten(2)
     out = torch.empty((batch, parts, channels), device=features.device, dtype=features.dtype)
     if out.numel() == 0:
         return out
-    cfg = _launch_config(batch, parts, channels, h * w)
-    precision = "ieee" if features.dtype == torch.float32 else None   # fp32: no TF32
-    _part_pool_kernel[cfg["grid"]](
-        maps, feats, out, parts, channels, h * w, float(eps),
-        *maps.stride(), *feats.stride(), *out.stride(),
-        BLOCK_P=cfg["BLOCK_P"], BLOCK_C=cfg["BLOCK_C"], BLOCK_HW=cfg["BLOCK_HW"],
-        PRECISION=precision, UPCAST_DOT=interpreter_needs_upcast(features.dtype), num_warps=cfg["num_warps"],
-    )
+    plan = plan_for(maps, feats, out)
+    part_pool_kernel[plan.grid](maps, feats, out, float(eps), **plan.constexprs,
+                                 num_warps=plan.num_warps, num_stages=plan.num_stages)
     return out
 
 

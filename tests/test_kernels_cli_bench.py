@@ -28,7 +28,7 @@ def test_cli_info_reports_backends():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["reference"] == "available"
-    assert "reference" in data["auto on this device"]
+    assert "reference" in data["backends on this device"]
 
 
 def test_cli_build_help_has_example():
@@ -58,3 +58,31 @@ def test_benchmark_cost_model():
     assert flops == 2 * 162 * 162 * (256 + 2048)
     bytes_moved, flops = bench.pool_cost(2, torch.float32)
     assert flops == 2 * 2 * 7 * 2048 * 162
+
+
+@pytest.mark.parametrize("op", ["attention", "part_pool"])
+@pytest.mark.parametrize("batch", [1, 8, 32, 64])
+def test_benchmark_rotates_input_sets_larger_than_l2(op, batch):
+    """Every timed call reads inputs that are not in L2: >= 3 sets, together >= 2 x L2 (unless
+    the cap on sets is reached), and the CUDA graph cycles through all of them."""
+    bench = _bench_module()
+    l2 = 50 * 1024 * 1024
+    plan = bench.case_plan(op, batch, torch.float16, l2, min_calls=24)
+    assert plan["sets"] >= 3
+    assert plan["sets"] * plan["bytes"] >= 2 * l2 or plan["sets"] == bench.MAX_SETS
+    assert plan["calls"] >= 24 and plan["calls"] % plan["sets"] == 0
+
+
+def test_benchmark_dry_run_prints_the_plan(capsys):
+    bench = _bench_module()
+    assert bench.main(["--dry-run", "--batches", "32", "--dtypes", "fp16"]) == 0
+    out = capsys.readouterr().out
+    assert "attention" in out and "part_pool" in out and "calls per graph" in out
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--calls", "0"], ["--batches", "0"], ["--dtypes", "fp64"]])
+def test_benchmark_refuses_bad_arguments(argv):
+    bench = _bench_module()
+    with pytest.raises(SystemExit) as excinfo:
+        bench.main(argv)
+    assert excinfo.value.code == 2

@@ -77,14 +77,26 @@ def test_triton_backend_on_cpu_without_interpreter_says_how_to_get_it(monkeypatc
 def test_cuda_library_missing_message_says_how_to_build(monkeypatch, tmp_path):
     from spot_edge.kernels import cuda_ops
     monkeypatch.setenv(cuda_ops.LIBRARY_ENV, str(tmp_path / "nowhere.so"))
-    cuda_ops._load.cache_clear()
+    monkeypatch.setattr(cuda_ops, "cuda_available", lambda: True)      # as on a GPU machine
+    cuda_ops.clear_cache()
     try:
-        lib, info = cuda_ops._load()
-        if lib is None:                      # no library built in this checkout
-            assert "cmake" in info and cuda_ops.LIBRARY_ENV in info
         assert cuda_ops.library_candidates()[0] == tmp_path / "nowhere.so"
+        if cuda_ops.library_path() is None:  # no library built in this checkout
+            reason = cuda_ops.unavailable_reason()
+            assert "cmake" in reason and cuda_ops.LIBRARY_ENV in reason
+            with pytest.raises(cuda_ops.KernelLibraryError, match="cmake"):
+                cuda_ops.library()
     finally:
-        cuda_ops._load.cache_clear()
+        cuda_ops.clear_cache()
+
+
+def test_library_with_another_c_api_version_is_refused(tmp_path):
+    """A library built from an older checkout says to rebuild instead of crashing on a call."""
+    from spot_edge.kernels import cuda_ops
+    fake = tmp_path / "libspot_edge_kernels.so"
+    fake.write_bytes(b"not an ELF file")
+    with pytest.raises(cuda_ops.KernelLibraryError, match="rebuild"):
+        cuda_ops.open_library(fake)
 
 
 # ----------------------------------------------------------------- closed-form gradients

@@ -77,10 +77,11 @@ def _close(actual, expected, dtype):
 # ----------------------------------------------------------------- attention
 
 ATTENTION_SHAPES = [  # (B, N, Dk, Dv)
-    (2, 162, 24, 40),     # SPOT's N; Dk, Dv not powers of two
-    (1, 162, 16, 130),    # Dv spans several BLOCK_DV tiles with a ragged edge
-    (3, 7, 5, 3),         # everything tiny and odd
-    (1, 33, 70, 65),      # Dk spans two BLOCK_DK chunks
+    (2, 162, 24, 40),     # SPOT's N: key blocks 128 + 64; Dk, Dv not powers of two
+    (1, 162, 16, 130),    # Dv split over programs (B = 1) with a ragged last split
+    (3, 7, 5, 3),         # everything tiny and odd: one key block of 16
+    (1, 33, 70, 65),      # Dk spans two BLOCK_DK chunks; key blocks 32 + 16
+    (1, 256, 8, 20),      # one full key block of 256, no second block
 ]
 
 
@@ -112,6 +113,21 @@ def test_attention_strided_views_like_spot():
     v = torch.randn(2, 48, 162, generator=gen).to(DEVICE).transpose(1, 2)
     out = fused_structure_attention(q, k, v, 0.2, backend="triton")
     _close(out, attention_numpy(q, k, v, 0.2), torch.float32)
+
+
+@needs_triton_device
+@pytest.mark.parametrize("layout", ["nchw", "contiguous"])
+def test_attention_output_takes_the_layout_of_the_values(layout):
+    """Node-contiguous values (NCHW conv views) give (B, Dv, N) memory, so ASR's transpose +
+    reshape back to (B, C, H, W) is a view; contiguous values give a contiguous output."""
+    from spot_edge.kernels import fused_structure_attention
+    gen = torch.Generator().manual_seed(5)
+    views = [torch.randn(2, c, 40, generator=gen).to(DEVICE).transpose(1, 2) for c in (8, 8, 24)]
+    if layout == "contiguous":
+        views = [t.contiguous() for t in views]
+    out = fused_structure_attention(*views, 0.4, backend="triton")
+    _close(out, attention_numpy(*views, 0.4), torch.float32)
+    assert out.transpose(1, 2).is_contiguous() if layout == "nchw" else out.is_contiguous()
 
 
 @needs_triton_device
@@ -152,6 +168,17 @@ def test_part_pool_matches_reference(shape, dtype):
     _close(out, part_pool_numpy(maps, feats, 1e-6), dtype)
     ref = part_pool_reference(maps.float(), feats.float(), 1e-6)
     _close(out, ref.double().cpu().numpy(), dtype)
+
+
+@needs_triton_device
+def test_part_pool_channels_last_features():
+    """Channels-last features (unit stride along channels) are read in place."""
+    from spot_edge.kernels import part_pool
+    gen = torch.Generator().manual_seed(6)
+    maps = torch.sigmoid(torch.randn(2, 7, 18, 9, generator=gen)).to(DEVICE)
+    feats = torch.randn(2, 40, 18, 9, generator=gen).to(DEVICE).contiguous(memory_format=torch.channels_last)
+    out = part_pool(maps, feats, 1e-6, backend="triton")
+    _close(out, part_pool_numpy(maps, feats, 1e-6), torch.float32)
 
 
 @needs_triton_device

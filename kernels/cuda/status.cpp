@@ -1,4 +1,6 @@
-// status.cpp -- host-only part of the C API: status strings and ABI version.
+// status.cpp -- host-only part of the C API: status strings, ABI and CUDA versions.
+#include <cuda_runtime_api.h>
+
 #include "spot_kernels.h"
 
 extern "C" const char* spot_status_string(int status) {
@@ -12,3 +14,11 @@ extern "C" const char* spot_status_string(int status) {
 }
 
 extern "C" int spot_kernels_abi_version(void) { return SPOT_KERNELS_ABI_VERSION; }
+
+extern "C" int spot_kernels_runtime_version(void) { return CUDART_VERSION; }
+
+extern "C" int spot_kernels_driver_version(void) {
+    int version = 0;
+    if (cudaDriverGetVersion(&version) != cudaSuccess) return 0;
+    return version;
+}

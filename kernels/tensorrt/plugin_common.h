@@ -1,4 +1,4 @@
-// plugin_common.h -- shared pieces of the SPOT TensorRT 10 IPluginV3 plugins.
+// plugin_common.h -- names, dtype mapping and attribute parsing shared by the SPOT IPluginV3 plugins.
 //
 // The plugins wrap the C API of libspot_edge_kernels (kernels/cuda/spot_kernels.h); they are
 // registered under the namespace "spot_edge", version "1", and match the ONNX nodes emitted by
@@ -6,7 +6,7 @@
 // plugin_namespace, float attribute scale / eps).
 #pragma once
 
-#include <NvInferRuntime.h>
+#include "trt_compat.h"
 
 #include <cstdint>
 #include <cstring>

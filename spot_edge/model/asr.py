@@ -24,6 +24,14 @@ class AttendedStructureRepresentation(nn.Module):
     The attention over the n = H*W nodes (one head, value width C_I) runs through
     :func:`spot_edge.kernels.fused_structure_attention`; ``kernel_backend`` picks its
     implementation.
+
+    Memory layout: no copy between the attention and eq. 6 in either memory format. The
+    kernels write their output in the layout of the values: ``(B, C_I, n)`` memory for an NCHW
+    model, so ``transpose(1, 2).reshape(B, C_I, H, W)`` is a view of an NCHW tensor; ``(B, n, C_I)``
+    for a channels-last model (``model.to(memory_format=torch.channels_last)``: the 1x1 convs then
+    hand the kernels contiguous, 16-byte aligned rows), a view of a channels-last tensor. The sum
+    of eq. 6 takes the memory format of ``BN(F_I)``, so what follows sees the model's format even
+    when the reference (contiguous ``(B, n, C_I)`` output) ran.
     """
 
     def __init__(self, appearance_channels: int, structure_channels: int, key_dim: int,
@@ -51,8 +59,8 @@ class AttendedStructureRepresentation(nn.Module):
         values = self.value(appearance).flatten(2).transpose(1, 2)             # (B, n, C_I)
         attended = fused_structure_attention(rows, cols, values, scale=self.attention_scale,
                                              backend=self.kernel_backend)      # eqs. 4-5, (B, n, C_I)
-        attended = attended.transpose(1, 2).reshape(b, c, h, w)
-        return attended + self.residual_bn(appearance)                        # eq. 6
+        attended = attended.transpose(1, 2).reshape(b, c, h, w)               # a view, see above
+        return self.residual_bn(appearance) + attended                        # eq. 6, F_I's format
 
     def attention_map(self, appearance: Tensor, structure: Tensor) -> Tensor:
         """The node-to-node matrix m of eq. 4, ``(B, n, n)`` (for visualisation)."""

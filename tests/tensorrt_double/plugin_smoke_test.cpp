@@ -1,8 +1,10 @@
-// plugin_smoke_test.cpp -- TEST DOUBLE driver (not TensorRT): exercises the SPOT plugin classes
-// against the stand-in NvInferRuntime.h of this folder, with the kernels' C API replaced by
-// recording stubs. Checks the creator metadata, attribute parsing, output shapes / types,
-// format support, serialisation fields, clone, enqueue's arguments and the registration entry
-// points. Built and run by tests/test_kernels_tensorrt_syntax.py with g++ (no GPU, no TensorRT).
+// plugin_smoke_test.cpp -- drives the SPOT plugin classes through TensorRT's REAL public headers
+// (compiled with -isystem <TensorRT>/include for 10.3 and 11.1 by tests/test_kernels_tensorrt_syntax.py),
+// with test doubles for what libnvinfer and libspot_edge_kernels would provide: recording stubs of
+// the kernels' C API, a recording IPluginRegistry behind getPluginRegistry(), and dimension
+// expressions that are only compared by address. Checks the creator metadata, attribute parsing,
+// output shapes / types, format support, serialisation fields, clone, enqueue's arguments and the
+// registration entry points. TensorRT's own behaviour (parser, builder, runtime) is not exercised.
 #include <NvInferRuntime.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "spot_kernels.h"
@@ -29,7 +32,7 @@ Call gLast;
 
 extern "C" int spot_structure_attention(const void*, const void*, const void*, void*, int64_t batch, int64_t nodes,
                                         int64_t key_dim, int64_t value_dim, const int64_t*, const int64_t*,
-                                        const int64_t*, float scale, int dtype, cudaStream_t) {
+                                        const int64_t*, const int64_t*, float scale, int dtype, cudaStream_t) {
     gLast = Call{"attention", batch, nodes, key_dim, value_dim, scale, dtype};
     return SPOT_OK;
 }
@@ -42,6 +45,14 @@ extern "C" int64_t spot_structure_attention_max_nodes(void) { return 256; }
 extern "C" int64_t spot_part_pool_max_parts(void) { return 16; }
 
 // ---- a recording plugin registry -------------------------------------------------------------
+// Implements every pure virtual method of IPluginRegistry in 10.3 and in 11.x. The methods that
+// exist in one version only are declared without `override`: where the base lacks them they are
+// plain extra virtuals (10.x: the deprecated IPluginCreator v2 methods; 11.x: getAllCreatorsRecursive).
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#pragma GCC diagnostic ignored "-Wsuggest-override"
+#endif
 namespace {
 struct RecordingRegistry : IPluginRegistry {
     std::vector<std::string> registered;
@@ -54,12 +65,53 @@ struct RecordingRegistry : IPluginRegistry {
                                         AsciiChar const* const) noexcept override {
         return nullptr;
     }
+    void setErrorRecorder(IErrorRecorder* const) noexcept override {}
+    IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
+    bool isParentSearchEnabled() const override { return false; }
+    void setParentSearchEnabled(bool const) override {}
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override { return nullptr; }
+    void deregisterLibrary(PluginLibraryHandle) noexcept override {}
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override {
+        *n = 0;
+        return nullptr;
+    }
+    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override { return false; }
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override { return nullptr; }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override { return 0; }
+    // one version only (see above)
+    virtual IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept {
+        *n = 0;
+        return nullptr;
+    }
+    virtual bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept { return false; }
+    virtual IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept {
+        *n = 0;
+        return nullptr;
+    }
+    virtual IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const,
+                                             AsciiChar const* const) noexcept {
+        return nullptr;
+    }
+    virtual bool deregisterCreator(IPluginCreator const&) noexcept { return false; }
 };
 RecordingRegistry gRegistry;
 
-struct FakeExpr : IDimensionExpr {};
-struct FakeBuilder : IExprBuilder {};
+// Expressions the plugins only copy and compare by address (no libnvinfer behind them).
+struct FakeExpr : IDimensionExpr {
+    FakeExpr() { mImpl = nullptr; }
+};
+struct FakeBuilder : IExprBuilder {
+    FakeBuilder() { mImpl = nullptr; }
+};
 
+// Every class the library hands to TensorRT is concrete (all pure virtual methods overridden).
+static_assert(!std::is_abstract<RecordingRegistry>::value, "the registry double must implement IPluginRegistry");
+}  // namespace
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace {
 int gFailures = 0;
 #define CHECK(cond)                                                              \
     do {                                                                         \
@@ -89,6 +141,8 @@ DynamicPluginTensorDesc dyn(DataType type, std::vector<int64_t> shape, TensorFor
 extern "C" IPluginRegistry* getPluginRegistry() noexcept { return &gRegistry; }
 extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 extern "C" int32_t spotEdgeRegisterPlugins();
+extern "C" char const* spot_edge_plugin_version();
+extern "C" char const* spot_edge_plugin_tensorrt_version();
 
 int main() {
     int32_t nb = 0;
@@ -199,6 +253,10 @@ int main() {
     CHECK(ppRuntime->enqueue(pdesc, pdesc + 2, pinputs, outputs, nullptr, nullptr) == 0);
     CHECK(gLast.op == "part_pool" && gLast.a == 4 && gLast.b == 7 && gLast.c == 2048 && gLast.d == 162);
     CHECK(std::fabs(gLast.attr - 1e-5F) < 1e-12F && gLast.dtype == SPOT_DTYPE_BFLOAT16);
+
+    // ---- version entry points (read by spot_edge.engines through ctypes)
+    CHECK(std::strcmp(spot_edge_plugin_version(), "1") == 0);
+    CHECK(std::strcmp(spot_edge_plugin_tensorrt_version(), EXPECTED_TENSORRT_VERSION) == 0);
 
     // ---- explicit registration for ctypes users
     CHECK(spotEdgeRegisterPlugins() == 2);
