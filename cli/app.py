@@ -1,18 +1,24 @@
-"""The ``spot-edge`` command line (typer)."""
+"""The ``spot-edge`` command line (typer).
+
+Each area's commands live in one module under ``cli/`` with its own :class:`CliApp`; this module
+attaches them: the modules in :data:`TOP_LEVEL` give top-level commands (``spot-edge train``,
+``spot-edge build-engine``...), those in :data:`GROUPS` a command group (``spot-edge pose maps``...).
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import typer
 
 from spot_edge import __version__
-from spot_edge.cli.common import guard_command
+from spot_edge.cli.common import CliApp, guard_command
+from spot_edge.cli.help_format import HelpCommand, HelpGroup
 
-app = typer.Typer(
+app = CliApp(
     name="spot-edge",
     help="SPOT visible-infrared person re-identification: train, export, build engines, run on cameras.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 
 
@@ -33,21 +39,13 @@ def _root(
 #: Modules whose commands sit at the top level (``spot-edge train``, ``spot-edge build-engine``...).
 TOP_LEVEL = ("train", "engines", "run", "gallery", "bench", "doctor", "demo")
 #: Modules that form a command group (``spot-edge pose maps``...).
-GROUPS = ("model", "pose", "kernels", "visualize")
+GROUPS = ("model", "pose", "kernels", "visualize", "service")
 
 
 def _register() -> None:
     """Attach each area's commands (one module per area under ``cli/``)."""
-    from importlib import import_module
-
     for name in TOP_LEVEL + GROUPS:
-        try:
-            module = import_module(f"spot_edge.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"spot_edge.cli.{name}":
-                raise
-            continue
-        sub = module.app
+        sub = import_module(f"spot_edge.cli.{name}").app
         if name in GROUPS:
             app.add_typer(sub, name=name)
         else:
@@ -55,18 +53,23 @@ def _register() -> None:
             app.registered_groups.extend(sub.registered_groups)
 
 
-def _guard_all(typer_app: typer.Typer) -> None:
-    """Every command's callback, in groups too, reports errors as one line (cli/common.py)."""
+def _adopt(typer_app: typer.Typer) -> None:
+    """Every command, in groups too, reports errors as one line (``cli/common.py``) and lays out its
+    help as the others do (``cli/help_format.py``), whichever app it was declared on."""
     for command in typer_app.registered_commands:
         if command.callback is not None:
             command.callback = guard_command(command.callback)
+        if command.cls is None:
+            command.cls = HelpCommand
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
-            _guard_all(group.typer_instance)
+            if group.typer_instance.info.cls is None:
+                group.typer_instance.info.cls = HelpGroup
+            _adopt(group.typer_instance)
 
 
 _register()
-_guard_all(app)
+_adopt(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,10 +11,21 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from spot_edge.cli.common import CliApp, CliError, check_range, console, optional_user_path, print_json, user_path, warn
+from spot_edge.cli.common import (
+    CliApp,
+    CliError,
+    check_range,
+    console,
+    note,
+    optional_user_path,
+    print_json,
+    user_path,
+    warn,
+)
 from spot_edge.cli.embedding_inputs import load_embedder
 from spot_edge.pipeline.config import DEFAULT_RECONNECT_TIMEOUT
 from spot_edge.pipeline.sources import DEFAULT_STREAM_TIMEOUT, source_kind
+from spot_edge.service.hooks import DEFAULT_HEALTH_GRACE, DEFAULT_PUBLISH_BUFFER, ServiceHooks
 
 app = CliApp(help="Real-time matching between a visible and an infrared camera.")
 
@@ -118,6 +130,26 @@ def run(
     max_frames: Optional[int] = typer.Option(None, help="Stop each source after this many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live status table."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", metavar="PORT", help="Serve Prometheus /metrics and /healthz on this port."),
+    metrics_host: Optional[str] = typer.Option(
+        None, "--metrics-host", metavar="ADDRESS", help="Address for --metrics-port (default 127.0.0.1; "
+        "0.0.0.0: every interface)."),
+    health_grace: Optional[float] = typer.Option(
+        None, "--health-grace", metavar="SECONDS", help="/healthz turns unhealthy (503) when a camera is "
+        f"down this long (default {DEFAULT_HEALTH_GRACE:g})."),
+    events_max_bytes: Optional[str] = typer.Option(
+        None, "--events-max-bytes", metavar="SIZE", help="Rotate events.jsonl before this size (e.g. 50M)."),
+    events_rotate_seconds: Optional[float] = typer.Option(
+        None, "--events-rotate-seconds", metavar="SECONDS", help="Rotate events.jsonl after this long "
+        "(86400: daily)."),
+    events_keep: int = typer.Option(5, "--events-keep", help="Rotated events files kept (events.1.jsonl newest)."),
+    publish: Optional[str] = typer.Option(
+        None, "--publish", metavar="URL", help="Also publish each event to an MQTT broker: "
+        "mqtt://host:1883/topic (?qos=0|1|2)."),
+    publish_buffer: int = typer.Option(
+        DEFAULT_PUBLISH_BUFFER, "--publish-buffer", help="Events kept while the broker is away (the oldest "
+        "are dropped beyond)."),
 ) -> None:
     """Match people between a visible and an infrared camera in real time.
 
@@ -129,6 +161,13 @@ def run(
     seconds, is given up and reported. Ctrl-C stops cleanly and saves the
     gallery. Writes events.jsonl, annotated videos and stats.json
     (per-stage latency p50/p90/p99) into --out.
+
+    As a service (see spot-edge service install): --metrics-port serves
+    Prometheus metrics at /metrics and a health check at /healthz (503
+    when a camera is down longer than --health-grace or was given up);
+    --events-max-bytes / --events-rotate-seconds rotate events.jsonl;
+    --publish sends every event to an MQTT broker from a bounded buffer,
+    so a broker outage never stalls the pipeline.
 
     Exit codes: 0 the run ended (sources finished, time limit, Ctrl-C);
     1 the run ended with errors (a source failed or was given up, an
@@ -143,6 +182,10 @@ def run(
       spot-edge run --visible v.avi --visible-keypoints v.jsonl -m spot.onnx
 
       spot-edge run --visible 0 -m spot.onnx -g gal/ --reconnect-timeout 60
+
+      spot-edge run --visible 0 -m spot.onnx -q --metrics-port 9400
+
+      spot-edge run --infrared 1 -m spot.onnx --publish mqtt://broker/spot
     """
     from spot_edge.gallery import Gallery
     from spot_edge.pipeline import Pipeline, PipelineConfig, build_inputs
@@ -155,26 +198,35 @@ def run(
     check_range("--frames-every", frames_every, 0)
     check_range("--max-seconds", max_seconds, 0.1)
     check_range("--max-frames", max_frames, 1)
+    service = _service_options(metrics_port, metrics_host, health_grace, events_max_bytes, events_rotate_seconds,
+                               events_keep, publish, publish_buffer)
     config = PipelineConfig(top_k=top_k, threshold=threshold, max_batch=batch, realtime=realtime,
                             write_video=video, frames_every=frames_every, only_matches=only_matches,
-                            reconnect_timeout=reconnect_timeout, max_seconds=max_seconds, max_frames=max_frames)
+                            reconnect_timeout=reconnect_timeout, max_seconds=max_seconds, max_frames=max_frames,
+                            events_max_bytes=service["events_max_bytes"], events_keep=events_keep,
+                            events_rotate_seconds=events_rotate_seconds)
     gallery_dir, out_dir = optional_user_path(gallery), optional_user_path(out)
     out_dir = out_dir or user_path(Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
 
     _configure_logging(verbose=False)
-    with console.status("opening the sources..."):
-        inputs = build_inputs(_source_spec(visible), _source_spec(infrared), optional_user_path(visible_keypoints),
-                              optional_user_path(infrared_keypoints), optional_user_path(pose_weights),
-                              pose_height=pose_height, pose_device=device,
-                              stream_timeout=min(reconnect_timeout, DEFAULT_STREAM_TIMEOUT))
-    with console.status("loading the SPOT model..."):
-        embedder = load_embedder(model or "", backend, device, batch)  # resolves the path it is given
-    g = Gallery.open(gallery_dir, model=embedder) if gallery_dir is not None else None
-    config.observe = observe and g is not None
-    pipe = Pipeline(inputs, embedder, g, config, output_dir=out_dir)
-    if g is not None and g.threshold is None and threshold is None:
-        warn("the gallery has no calibrated threshold; using 0.5 (calibrate with `spot-edge gallery calibrate`)")
-    summary = pipe.run() if quiet or as_json else _run_with_live_table(pipe)
+    with ServiceHooks(**service["hooks"]) as hooks:  # binds --metrics-port now: a busy port fails early
+        with console.status("opening the sources..."):
+            inputs = build_inputs(_source_spec(visible), _source_spec(infrared),
+                                  optional_user_path(visible_keypoints), optional_user_path(infrared_keypoints),
+                                  optional_user_path(pose_weights), pose_height=pose_height, pose_device=device,
+                                  stream_timeout=min(reconnect_timeout, DEFAULT_STREAM_TIMEOUT))
+        with console.status("loading the SPOT model..."):
+            embedder = load_embedder(model or "", backend, device, batch)  # resolves the path it is given
+        g = Gallery.open(gallery_dir, model=embedder) if gallery_dir is not None else None
+        config.observe = observe and g is not None
+        pipe = Pipeline(inputs, embedder, g, config, output_dir=out_dir, event_sinks=hooks.event_sinks)
+        if g is not None and g.threshold is None and threshold is None:
+            warn("the gallery has no calibrated threshold; using 0.5 (calibrate with `spot-edge gallery "
+                 "calibrate`)")
+        hooks.watch(pipe)
+        if hooks.server is not None:
+            note(f"metrics: {hooks.server.url}/metrics, health: {hooks.server.url}/healthz")
+        summary = pipe.run() if quiet or as_json else _run_with_live_table(pipe)
     if as_json:
         print_json(summary.to_dict())
     else:
@@ -188,6 +240,38 @@ def run(
             console.print("interrupted: shut down cleanly")
     if summary.errors:  # a source that failed or never came, an output that could not be written...
         raise CliError("; ".join(summary.errors), code=EXIT_RUN_FAILED)
+
+
+def _finite(name: str, value: Optional[float]) -> None:
+    if value is not None and not math.isfinite(value):
+        raise CliError(f"{name} must be a finite number, got {value}")
+
+
+def _service_options(metrics_port, metrics_host, health_grace, events_max_bytes, events_rotate_seconds,
+                     events_keep, publish, publish_buffer) -> dict:
+    """The service options checked (refused, never clamped): the :class:`ServiceHooks` arguments
+    and the events file's size limit in bytes."""
+    from spot_edge.pipeline.config import MIN_EVENTS_BYTES
+    from spot_edge.service import parse_byte_size, parse_mqtt_url
+
+    check_range("--metrics-port", metrics_port, 1, 65535)
+    if metrics_port is None and (metrics_host is not None or health_grace is not None):
+        raise CliError(f"{'--metrics-host' if metrics_host is not None else '--health-grace'} needs "
+                       "--metrics-port (the health check is served there)")
+    if metrics_host is not None and not metrics_host.strip():
+        raise CliError("--metrics-host is empty; give an address such as 127.0.0.1 or 0.0.0.0")
+    _finite("--health-grace", health_grace)
+    check_range("--health-grace", health_grace, 0.0)
+    max_bytes = parse_byte_size(events_max_bytes, "--events-max-bytes") if events_max_bytes is not None else None
+    check_range("--events-max-bytes", max_bytes, MIN_EVENTS_BYTES)
+    _finite("--events-rotate-seconds", events_rotate_seconds)
+    check_range("--events-rotate-seconds", events_rotate_seconds, 1.0)
+    check_range("--events-keep", events_keep, 0)
+    check_range("--publish-buffer", publish_buffer, 1)
+    hooks = {"metrics_port": metrics_port, "metrics_host": (metrics_host or "127.0.0.1").strip(),
+             "health_grace": DEFAULT_HEALTH_GRACE if health_grace is None else health_grace,
+             "publish": parse_mqtt_url(publish) if publish is not None else None, "publish_buffer": publish_buffer}
+    return {"hooks": hooks, "events_max_bytes": max_bytes}
 
 
 __all__ = ["app", "run", "EXIT_RUN_FAILED"]

@@ -202,3 +202,141 @@ def read_video(path: Path) -> list[np.ndarray]:
     cap.release()
     return frames
 
+
+
+# ----------------------------------------------------------------------------- service helpers
+# (the metrics / health endpoint and the MQTT tests: tests/test_service_*.py)
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """``(status, body)`` of a GET, without any proxy (HTTP errors such as 503 included, not
+    raised; ``(0, reason)`` when nothing answers)."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
+
+
+def metric_samples(text: str) -> dict[tuple, float]:
+    """Prometheus text -> ``{(sample name, (label, value), ...): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, *sorted(s.labels.items()))] = s.value
+    return out
+
+
+def wait_until(condition, timeout: float = 10.0, step: float = 0.05, what: str = "condition"):
+    """Poll ``condition()`` until it is truthy (returned) or ``timeout`` (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def mosquitto_binary():
+    """The Mosquitto broker's executable, or skip (fail with ``SPOT_EDGE_REQUIRE_MOSQUITTO=1``, as CI
+    sets it)."""
+    import os
+    import shutil
+
+    import pytest
+
+    found = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+                                                if Path(p).is_file()), None)
+    if found is None:
+        message = ("the mosquitto broker is not installed (Debian: apt-get install mosquitto); the MQTT "
+                   "tests need a real broker")
+        if os.environ.get("SPOT_EDGE_REQUIRE_MOSQUITTO") == "1":
+            pytest.fail(message + " and SPOT_EDGE_REQUIRE_MOSQUITTO=1 requires them")
+        pytest.skip(message)
+    return found
+
+
+class MosquittoBroker:
+    """A real Mosquitto broker on 127.0.0.1 (a generated config: anonymous, no persistence) that a
+    test can stop and start again on the same port."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.binary = mosquitto_binary()
+        self.port = port or free_port()
+        self.config = Path(folder) / "mosquitto.conf"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                               "log_dest stderr\n")
+        self.log = Path(folder) / "mosquitto.log"
+        self.process = None
+
+    def start(self) -> "MosquittoBroker":
+        import socket
+        import subprocess
+
+        self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.log, "ab"))
+
+        def listening():
+            if self.process.poll() is not None:
+                raise AssertionError(f"mosquitto exited: {self.log.read_text(errors='replace')[-2000:]}")
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, timeout=10, what=f"mosquitto on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+class MqttCollector:
+    """A subscriber that collects the payloads of a topic (and resubscribes after reconnecting)."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.topic = topic
+        self.messages: list[str] = []
+        self.subscribed = threading.Event()
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"collector-{port}")
+        self.client.reconnect_delay_set(0.1, 0.3)
+        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p=None: self.subscribed.set()
+        self.client.on_disconnect = lambda c, u, f, rc, p=None: self.subscribed.clear()
+        self.client.on_message = self._on_message
+        self.client.connect_async("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self.lock:
+            self.messages.append(message.payload.decode())
+
+    def received(self) -> list[str]:
+        with self.lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -147,6 +147,8 @@ CONFIG_REFUSALS = [
     ("threshold", 1.5), ("threshold", math.nan), ("observe_novelty", math.inf), ("default_fps", 0.0),
     ("flush_interval", 0.0), ("backoff_initial", 0.0), ("reconnect_timeout", 0.0), ("reconnect_timeout", -1.0),
     ("reconnect_timeout", math.nan), ("max_seconds", math.inf), ("max_seconds", 0), ("max_batch", True),
+    ("events_max_bytes", 100), ("events_max_bytes", math.nan), ("events_rotate_seconds", 0.0),
+    ("events_rotate_seconds", math.inf), ("events_keep", -1),
 ]
 
 

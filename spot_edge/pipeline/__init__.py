@@ -10,7 +10,7 @@ Modules: :mod:`.sources` (video files, image folders, cameras, RTSP / GStreamer 
 :mod:`.reconnecting` (back-off, reconnection and the reconnect timeout of live sources),
 :mod:`.pose_sources` (OpenPose network or keypoints from another detector), :mod:`.inputs`
 (sources from command-line specs), :mod:`.stages` (cropping, matching), :mod:`.tracking`
-(per-camera IoU track ids), :mod:`.events` (JSON-lines events), :mod:`.annotate` (boxes and
+(per-camera IoU track ids), :mod:`.events` (JSON-lines events, rotated by size or age), :mod:`.annotate` (boxes and
 identities drawn on frames), :mod:`.output` (events, videos, thumbnails, gallery flushes,
 ``stats.json``), :mod:`.stats` (per-stage latency percentiles and counters), :mod:`.config`
 (:class:`PipelineConfig`, :class:`RunSummary`), :mod:`.runner` (:class:`Pipeline`: the threads).

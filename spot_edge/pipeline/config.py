@@ -16,6 +16,8 @@ from spot_edge.pipeline.sources import FrameSource
 DEFAULT_THRESHOLD = 0.5
 #: Seconds a live source may deliver no frame before it is given up (``spot-edge run`` default).
 DEFAULT_RECONNECT_TIMEOUT = 30.0
+#: Smallest ``events_max_bytes`` (a few events; smaller would rotate at every line).
+MIN_EVENTS_BYTES = 1024
 
 
 @dataclass
@@ -46,6 +48,11 @@ class PipelineConfig:
         write_video: write ``annotated_<source>.avi``.
         frames_every: also write every n-th annotated frame as PNG (0: never).
         only_matches: write events only for matched people.
+        events_max_bytes: rotate ``events.jsonl`` before it passes this size (``None``: never;
+            at least :data:`MIN_EVENTS_BYTES`).
+        events_rotate_seconds: rotate ``events.jsonl`` after it has been open this long
+            (``None``: never).
+        events_keep: rotated event files kept (``events.1.jsonl`` newest).
         backoff_initial, backoff_max: reconnection delays (seconds) for live sources.
         reconnect_timeout: a live source that delivers no frame for this many seconds (from the
             start, or from a drop) is given up and reported in :attr:`RunSummary.errors`
@@ -77,6 +84,9 @@ class PipelineConfig:
     write_video: bool = True
     frames_every: int = 0
     only_matches: bool = False
+    events_max_bytes: int | None = None
+    events_rotate_seconds: float | None = None
+    events_keep: int = 5
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
     reconnect_timeout: float | None = DEFAULT_RECONNECT_TIMEOUT
@@ -87,13 +97,13 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         at_least = {"top_k": 1, "max_batch": 1, "frame_queue_size": 1, "work_queue_size": 1, "max_people": 1,
                     "frames_every": 0, "max_reconnect_attempts": 0, "max_frames": 1, "crop_expand": 0.0,
-                    "min_box_height": 0.0}
+                    "min_box_height": 0.0, "events_max_bytes": MIN_EVENTS_BYTES, "events_keep": 0}
         for name, minimum in at_least.items():
             value = getattr(self, name)
             if value is not None and not (_finite(value) and value >= minimum):
                 raise InputError(f"PipelineConfig.{name} must be at least {minimum}, got {value!r}")
         positive = {"default_fps": False, "flush_interval": True, "backoff_initial": False, "backoff_max": False,
-                    "reconnect_timeout": True, "max_seconds": False}
+                    "reconnect_timeout": True, "max_seconds": False, "events_rotate_seconds": False}
         for name, inf_ok in positive.items():
             value = getattr(self, name)
             if value is not None and not (_number(value) and value > 0 and (_finite(value) or inf_ok)):
@@ -164,4 +174,5 @@ class RunSummary:
         return asdict(self)
 
 
-__all__ = ["PipelineConfig", "CameraInput", "RunSummary", "DEFAULT_THRESHOLD", "DEFAULT_RECONNECT_TIMEOUT"]
+__all__ = ["PipelineConfig", "CameraInput", "RunSummary", "DEFAULT_THRESHOLD", "DEFAULT_RECONNECT_TIMEOUT",
+           "MIN_EVENTS_BYTES"]

@@ -8,7 +8,8 @@ time). :meth:`PipelineOutput.flush_gallery` is the one place the pipeline saves 
 through the gallery's public :meth:`~spot_edge.gallery.Gallery.save` (a transaction that keeps
 what other processes saved meanwhile).
 
-Files in the output folder: ``events.jsonl`` (one JSON line per person seen, appended),
+Files in the output folder: ``events.jsonl`` (one JSON line per person seen, appended; rotated
+by size or age into ``events.1.jsonl``... when the configuration asks),
 ``annotated_<source>.avi``, ``frames/<source>/<frame>.png`` (every ``frames_every``-th frame),
 ``thumbnails/<source>_<frame>_<person>.jpg`` (observed people; written atomically, as the gallery
 entries refer to them) and ``stats.json`` (the :class:`~spot_edge.pipeline.config.RunSummary`,
@@ -21,14 +22,14 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from spot_edge.atomic import atomic_path, atomic_write_json
 from spot_edge.pipeline.annotate import AnnotatedVideoWriter, annotate_frame
 from spot_edge.pipeline.config import PipelineConfig, RunSummary
-from spot_edge.pipeline.events import EventWriter
+from spot_edge.pipeline.events import EventWriter, MatchEvent
 from spot_edge.pipeline.sources import Frame
 from spot_edge.pipeline.stages import FrameWork
 from spot_edge.pipeline.stats import Counters, LatencyStats
@@ -48,17 +49,23 @@ class PipelineOutput:
         counters: per-source counters (frames processed, people, events, matches).
         stats: latency statistics (``sink``, ``gallery_flush``).
         fps_of: a source's frame rate by name (``None`` when unknown), for the annotated videos.
+        event_sinks: also called with each event written and its JSON line, ``sink(event, line)``
+            (an MQTT publisher); a sink must return at once and never raise.
     """
 
     def __init__(self, output_dir: Path | None, config: PipelineConfig, gallery, counters: Counters,
-                 stats: LatencyStats, fps_of: Callable[[str], float | None]) -> None:
+                 stats: LatencyStats, fps_of: Callable[[str], float | None],
+                 event_sinks: Sequence[Callable[[MatchEvent, str], None]] = ()) -> None:
         self.output_dir = output_dir
         self.config = config
         self.gallery = gallery
         self.counters = counters
         self.stats = stats
         self.fps_of = fps_of
-        self.events = EventWriter(output_dir / "events.jsonl" if output_dir is not None else None)
+        self.event_sinks = list(event_sinks)
+        self.events = EventWriter(output_dir / "events.jsonl" if output_dir is not None else None,
+                                  max_bytes=config.events_max_bytes, rotate_seconds=config.events_rotate_seconds,
+                                  keep=config.events_keep)
         self.videos: dict[str, AnnotatedVideoWriter] = {}
         self.gallery_saved = False
         self._last_flush = time.monotonic()
@@ -72,7 +79,9 @@ class PipelineOutput:
         name = frame.source
         for ev in w.events:
             if not cfg.only_matches or ev.matched:
-                self.events.write(ev)
+                line = self.events.write(ev)
+                for sink in self.event_sinks:
+                    sink(ev, line)
         self.counters.add(name, "frames_processed")
         self.counters.add(name, "people", len(w.people))
         self.counters.add(name, "events", len(w.events))

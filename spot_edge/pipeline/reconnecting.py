@@ -6,7 +6,8 @@ closed and reopened with exponential back-off (:class:`Backoff`) until it delive
 given up (status ``failed``, :attr:`ReconnectingSource.failure` says why) when it has delivered no
 frame for :attr:`ReconnectPolicy.timeout` seconds -- counted from the start for a source that never
 opened, from the drop otherwise -- or after :attr:`ReconnectPolicy.max_attempts` reopenings
-without a frame. A file or folder that ends is ``finished``; one that cannot be opened or read is
+without a frame. While it is down, :meth:`~spot_edge.pipeline.stats.Counters.down_for` says for how
+long (the service's health check). A file or folder that ends is ``finished``; one that cannot be opened or read is
 ``failed`` at once (no retries).
 
 Status of the source in :class:`~spot_edge.pipeline.stats.Counters`::
@@ -128,6 +129,7 @@ class ReconnectingSource:
                             self._fail(f"{name}: {_text(exc)}")
                             return
                         down_since = time.monotonic() if down_since is None else down_since
+                        c.mark_down(name)
                         c.set(name, "status", "reconnecting")
                         reopening = True
                         self._pause(backoff, down_since, f"{name}: {_text(exc)}")
@@ -160,9 +162,12 @@ class ReconnectingSource:
                         src.close()
                     opened, reopening = False, True
                     down_since = time.monotonic() if down_since is None else down_since
+                    c.mark_down(name)
                     self._pause(backoff, down_since, f"{name}: no frame (camera dropped)")
                     continue
                 backoff.reset()
+                if down_since is not None or not delivered:
+                    c.mark_up(name)
                 attempts, down_since, delivered = 0, None, True
                 if self.stats is not None:
                     self.stats.record(f"read/{name}", time.perf_counter() - t0)

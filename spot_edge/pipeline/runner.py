@@ -71,10 +71,12 @@ class Pipeline:
             with ``config.observe``), of this embedder's model; ``None``: events without identities.
         config: :class:`PipelineConfig`.
         output_dir: where events, annotated videos/frames and statistics go (``None``: nowhere).
+        event_sinks: also given every event written, ``sink(event, json_line)`` (e.g.
+            :class:`spot_edge.service.mqtt.MqttPublisher`); must return at once.
     """
 
     def __init__(self, inputs: list[CameraInput], embedder, gallery=None, config: PipelineConfig | None = None,
-                 output_dir: str | Path | None = None) -> None:
+                 output_dir: str | Path | None = None, event_sinks=()) -> None:
         if not inputs:
             raise InputError("the pipeline needs at least one source")
         names = [i.name for i in inputs]
@@ -111,7 +113,7 @@ class Pipeline:
         self._started_at: float | None = None
         sources = {i.name: i.source for i in self.inputs}
         self.output = PipelineOutput(self.output_dir, self.config, gallery, self.counters, self.stats,
-                                     fps_of=lambda name: sources[name].fps)
+                                     fps_of=lambda name: sources[name].fps, event_sinks=event_sinks)
         self._closed: RunSummary | None = None
 
     # ------------------------------------------------------------------ control
@@ -142,6 +144,11 @@ class Pipeline:
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
+
+    @property
+    def errors(self) -> list[str]:
+        """What went wrong for good so far (the summary's ``errors``)."""
+        return list(self._errors)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run to end (sources finished or stopped); ``True`` when it has ended.

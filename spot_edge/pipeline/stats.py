@@ -1,4 +1,9 @@
-"""Per-stage latency statistics (p50/p90/p99) and per-source counters, thread-safe."""
+"""Per-stage latency statistics (p50/p90/p99) and per-source counters, thread-safe.
+
+Both can be watched while a run goes on: :meth:`LatencyStats.add_listener` is told of every
+duration as it is recorded (the Prometheus histograms of :mod:`spot_edge.service.metrics`), and
+:meth:`Counters.down_for` says how long a source has been delivering no frame (the health check).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -28,11 +33,20 @@ class LatencyStats:
         self._samples: dict[str, deque] = defaultdict(lambda: deque(maxlen=max_samples))
         self._counts: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, float], None]] = []
+
+    def add_listener(self, listener: Callable[[str, float], None]) -> None:
+        """Call ``listener(stage, seconds)`` for every duration recorded from now on (in the
+        recording thread: it must be quick and must not raise)."""
+        self._listeners.append(listener)
 
     def record(self, stage: str, seconds: float) -> None:
+        seconds = float(seconds)
         with self._lock:
-            self._samples[stage].append(float(seconds))
+            self._samples[stage].append(seconds)
             self._counts[stage] += 1
+        for listener in self._listeners:
+            listener(stage, seconds)
 
     @contextlib.contextmanager
     def time(self, stage: str) -> Iterator[None]:
@@ -97,7 +111,26 @@ class Counters:
 
     def __init__(self, names) -> None:
         self._by_source = {name: SourceCounters() for name in names}
+        self._down_since: dict[str, float | None] = {name: None for name in names}  # time.monotonic()
         self._lock = threading.Lock()
+
+    def mark_down(self, source: str) -> None:
+        """The source stopped delivering frames (or never started); the first call since it last
+        delivered starts the clock of :meth:`down_for`."""
+        with self._lock:
+            if self._down_since[source] is None:
+                self._down_since[source] = time.monotonic()
+
+    def mark_up(self, source: str) -> None:
+        """The source delivered a frame."""
+        with self._lock:
+            self._down_since[source] = None
+
+    def down_for(self, source: str) -> float | None:
+        """Seconds since ``source`` last stopped delivering frames; ``None`` while it delivers."""
+        with self._lock:
+            since = self._down_since[source]
+        return None if since is None else time.monotonic() - since
 
     def add(self, source: str, field: str, amount: int = 1) -> None:
         with self._lock:
