@@ -1,26 +1,40 @@
-"""Pose benchmark: OpenPose network time per frame and per person crop, parsing time vs people.
+"""Pose benchmarks: host-side post-processing per frame, ONNX Runtime vs PyTorch, network cost.
 
-Runs on the CPU and, when CUDA is present, on the GPU (fp32 and fp16 autocast). Random weights
-are fine for timing (the RandomWeightsWarning is silenced here).
+Random weights are fine for timing (the RandomWeightsWarning is silenced here); the maps of the
+host-side section are rendered from generated crowds, so parsing finds real people.
 
-    python benchmarks/bench_pose.py                      # full + lite, 368x368 frame, 288x144 crop
-    python benchmarks/bench_pose.py --quick              # small sizes, a few seconds
-    python benchmarks/bench_pose.py --frame 368x656 --config openpose_coco --repeats 5
+    python benchmarks/bench_pose.py host                     # parse + crops + network input, 1/10/30 people
+    python benchmarks/bench_pose.py backends --rounds 3      # ONNX Runtime vs torch eager, CPU, 368x656
+    python benchmarks/bench_pose.py network                  # full + lite per frame and per crop
+    python benchmarks/bench_pose.py agreement --weights body_pose_model.pth --images frames/
+
+``host`` runs on one thread (torch, OpenCV and BLAS); ``backends`` times the two backends
+alternately with the same thread count and prints their ratio. ``agreement`` compares the lite
+network's people (3 stages) with the full network's (6 stages) on real frames; with random
+weights that comparison means nothing, so it needs a weights file.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and sys.argv[1:2] == ["host"]:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")  # one thread for BLAS too (set before numpy loads)
+
 import argparse
 import statistics
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from spot_edge.pose.info import count_cost
 from spot_edge.pose.network import OpenPoseBody, RandomWeightsWarning, get_pose_config, select_pose_maps
-from spot_edge.pose.parse import parse_pose_maps
 from spot_edge.pose.render import render_pose_maps
 from spot_edge.pose.synthetic_skeletons import crowd
 
@@ -30,55 +44,8 @@ def _hw(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _time(fn, repeats: int, warmup: int, device: torch.device) -> float:
-    """Median seconds of ``fn()``."""
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def bench_network(config: str, frame_hw, crop_hw, crop_batch: int, device: torch.device, half: bool,
-                  repeats: int, warmup: int) -> list[dict]:
-    model = OpenPoseBody(config).eval().to(device)
-    rows = []
-    for label, hw, batch in (("frame", frame_hw, 1), ("crop", crop_hw, 1), (f"crop x{crop_batch}", crop_hw, crop_batch)):
-        x = torch.rand(batch, 3, *hw, device=device) - 0.5
-
-        def run():
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
-                select_pose_maps(*model(x))
-
-        sec = _time(run, repeats, warmup, device)
-        gmac = count_cost(config, hw).macs / 1e9
-        rows.append({"config": get_pose_config(config).name, "device": device.type + (" fp16" if half else " fp32"),
-                     "input": f"{batch}x{hw[0]}x{hw[1]}", "what": label, "ms_total": 1e3 * sec,
-                     "ms_per_item": 1e3 * sec / batch, "gmac_per_item": gmac,
-                     "gmac_per_s": gmac * batch / sec})
-    return rows
-
-
-def bench_parse(frame_hw, people_counts, repeats: int) -> list[dict]:
-    rng = np.random.default_rng(0)
-    h8, w8 = -(-frame_hw[0] // 8), -(-frame_hw[1] // 8)
-    rows = []
-    for n in people_counts:
-        kp = crowd(n, frame_hw, rng)
-        maps = render_pose_maps(kp, frame_hw, (h8, w8))
-        found = parse_pose_maps(maps, image_size=frame_hw)
-        sec = _time(lambda: parse_pose_maps(maps, image_size=frame_hw), repeats, 1, torch.device("cpu"))
-        rsec = _time(lambda: render_pose_maps(kp, frame_hw, (h8, w8)), repeats, 1, torch.device("cpu"))
-        rows.append({"people": n, "found": len(found), "maps": f"{h8}x{w8}", "parse_ms": 1e3 * sec,
-                     "render_ms": 1e3 * rsec})
-    return rows
+def _median_ms(times: list[float]) -> float:
+    return 1e3 * statistics.median(times)
 
 
 def _print_table(title: str, rows: list[dict], fmt: dict[str, str]) -> None:
@@ -94,42 +61,190 @@ def _print_table(title: str, rows: list[dict], fmt: dict[str, str]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
+# ----------------------------------------------------------------------------- host side
+
+def bench_host(frame_hw, people_counts, repeats: int) -> list[dict]:
+    """Per frame: parse (numpy) and boxes; image crops as the embedder's input plus map crops (one
+    call); and, timed alternately for comparison, the two-step path (uint8 crops, then
+    PreprocessSpec.batch)."""
+    import cv2
+
+    from spot_edge.pipeline.pose_sources import expand_keypoint_boxes
+    from spot_edge.pose.crop import CropSpec, crop_people
+    from spot_edge.pose.parse import parse_pose_maps
+    from spot_edge.preprocessing import PreprocessSpec
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    h8, w8 = -(-frame_hw[0] // 8), -(-frame_hw[1] // 8)
+    spec, crop_spec = PreprocessSpec(), CropSpec()
+    rows = []
+    for n in people_counts:
+        maps = render_pose_maps(crowd(n, frame_hw, rng), (h8 * 8, w8 * 8), (h8, w8))
+        frame = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+        parse_t, crops_t, twostep_t = [], [], []
+        found = 0
+        for _ in range(repeats + 1):  # the first round warms up
+            t0 = time.perf_counter()
+            det = parse_pose_maps(maps, image_size=(h8 * 8, w8 * 8), valid_size=frame_hw)
+            boxes = expand_keypoint_boxes(det.boxes, 0.15, frame_hw)
+            t1 = time.perf_counter()
+            crops = crop_people(frame, boxes, maps=maps, spec=crop_spec, preprocessing=spec)
+            t2 = time.perf_counter()
+            old = crop_people(frame, boxes, maps=maps, spec=crop_spec)
+            old_input = spec.batch(list(old.images))
+            t3 = time.perf_counter()
+            parse_t.append(t1 - t0)
+            crops_t.append(t2 - t1)
+            twostep_t.append(t3 - t2)
+            found = len(det)
+            assert crops.images.shape == old_input.shape
+        parse_t, crops_t, twostep_t = parse_t[1:], crops_t[1:], twostep_t[1:]
+        total = [a + b for a, b in zip(parse_t, crops_t)]
+        rows.append({"people": n, "found": found, "parse_ms": _median_ms(parse_t), "crops_ms": _median_ms(crops_t),
+                     "total_ms": _median_ms(total), "crops_two_step_ms": _median_ms(twostep_t)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- backends
+
+def bench_backends(config: str, frame_hw, rounds: int, threads: int) -> list[dict]:
+    """Torch eager vs ONNX Runtime on the CPU, one frame, timed alternately."""
+    from spot_edge.pose.estimators import OnnxRuntimePoseEstimator, TorchPoseEstimator
+    from spot_edge.pose.onnx_export import export_pose_onnx
+
+    torch.set_num_threads(threads)
+    model = OpenPoseBody(config).eval()
+    frame = np.random.default_rng(0).integers(0, 256, (1, *frame_hw, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_pose_onnx(model, Path(tmp) / "pose.onnx", sample_hw=(64, 64))
+        torch_est = TorchPoseEstimator(model, device="cpu")
+        ort_est = OnnxRuntimePoseEstimator(path, device="cpu", threads=threads)
+        ref, got = torch_est(frame), ort_est(frame)  # warm-up, and the parity figure
+        diff = float((ref - got).abs().max())
+        times = {"pytorch": [], "onnxruntime": []}
+        for _ in range(rounds):
+            for name, est in (("pytorch", torch_est), ("onnxruntime", ort_est)):
+                t0 = time.perf_counter()
+                est(frame)
+                times[name].append(time.perf_counter() - t0)
+        ort_est.close()
+    med = {k: _median_ms(v) for k, v in times.items()}
+    return [{"config": get_pose_config(config).name, "frame": f"{frame_hw[0]}x{frame_hw[1]}", "threads": threads,
+             "rounds": rounds, "torch_ms": med["pytorch"], "ort_ms": med["onnxruntime"],
+             "speedup": med["pytorch"] / med["onnxruntime"], "max_abs_diff": diff}]
+
+
+# ----------------------------------------------------------------------------- network cost
+
+def bench_network(config: str, frame_hw, crop_hw, crop_batch: int, device: torch.device, half: bool,
+                  repeats: int) -> list[dict]:
+    model = OpenPoseBody(config).eval().to(device)
+    rows = []
+    cases = (("frame", frame_hw, 1), ("crop", crop_hw, 1), (f"crop x{crop_batch}", crop_hw, crop_batch))
+    for label, hw, batch in cases:
+        x = torch.rand(batch, 3, *hw, device=device) - 0.5
+
+        def run():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
+                select_pose_maps(*model(x))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        run()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        sec = statistics.median(times)
+        gmac = count_cost(config, hw).macs / 1e9
+        rows.append({"config": get_pose_config(config).name, "device": device.type + (" fp16" if half else " fp32"),
+                     "input": f"{batch}x{hw[0]}x{hw[1]}", "what": label, "ms_per_item": 1e3 * sec / batch,
+                     "gmac_per_item": gmac, "gmac_per_s": gmac * batch / sec})
+    return rows
+
+
+# ----------------------------------------------------------------------------- lite vs full
+
+def bench_agreement(weights: Path, images: Path, net_height: int, limit: int) -> list[dict]:
+    """People of the lite (3-stage) and the full (6-stage) network on real frames: how many are
+    matched (same neck within 10 px) and the median keypoint distance of matched keypoints."""
+    import cv2
+
+    from spot_edge.imageio import list_images, read_image
+    from spot_edge.pose.estimators import TorchPoseEstimator
+
+    full = TorchPoseEstimator.from_weights(weights, "openpose_coco", device="auto")
+    lite = TorchPoseEstimator.from_weights(weights, "openpose_coco_lite", device="auto")
+    matched = total_full = total_lite = 0
+    dists = []
+    for path in list_images(images)[:limit]:
+        img = read_image(path)
+        scale = net_height / img.shape[0]
+        img = cv2.resize(img, (max(8, round(img.shape[1] * scale)), net_height), interpolation=cv2.INTER_CUBIC)
+        a, b = full.detect(img), lite.detect(img)
+        total_full += len(a)
+        total_lite += len(b)
+        for kp in a.keypoints:
+            if kp[1, 2] <= 0 or not len(b):
+                continue
+            d = np.linalg.norm(b.keypoints[:, 1, :2] - kp[1, :2], axis=1)
+            j = int(np.argmin(d))
+            if d[j] < 10 and b.keypoints[j, 1, 2] > 0:
+                matched += 1
+                both = (kp[:, 2] > 0) & (b.keypoints[j, :, 2] > 0)
+                dists += list(np.linalg.norm(kp[both, :2] - b.keypoints[j, both, :2], axis=1))
+    return [{"frames": min(limit, len(list_images(images))), "people_full": total_full, "people_lite": total_lite,
+             "matched": matched, "median_kp_px": float(np.median(dists)) if dists else float("nan")}]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("section", choices=["host", "backends", "network", "agreement"])
+    p.add_argument("--frame", type=_hw, default=(368, 656), help="frame HxW")
+    p.add_argument("--people", type=int, nargs="+", default=[1, 10, 30])
+    p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--config", nargs="+", default=["openpose_coco", "openpose_coco_lite"])
-    p.add_argument("--frame", type=_hw, default=(368, 368), help="frame HxW (multiples of 8)")
-    p.add_argument("--crop", type=_hw, default=(288, 144), help="person crop HxW")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (backends)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads for both backends")
+    p.add_argument("--crop", type=_hw, default=(288, 144))
     p.add_argument("--crop-batch", type=int, default=8)
-    p.add_argument("--people", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16, 32])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--no-cpu", action="store_true", help="skip the CPU network timing")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, lite config, for a smoke run")
+    p.add_argument("--weights", type=Path, help="body_pose_model.pth (agreement)")
+    p.add_argument("--images", type=Path, help="folder of frames (agreement)")
+    p.add_argument("--limit", type=int, default=200)
     args = p.parse_args(argv)
-    if args.quick:
-        args.config, args.frame, args.crop, args.crop_batch = ["openpose_coco_lite"], (96, 96), (96, 48), 2
-        args.people, args.repeats = [0, 2, 8], 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", RandomWeightsWarning)
-
-    devices: list[tuple[torch.device, bool]] = [] if args.no_cpu else [(torch.device("cpu"), False)]
-    if torch.cuda.is_available():
-        devices += [(torch.device("cuda"), False), (torch.device("cuda"), True)]
-        print(f"GPU: {torch.cuda.get_device_name(0)}")
-    print(f"CPU threads: {torch.get_num_threads()}, torch {torch.__version__}")
-
-    net_rows = []
-    for config in args.config:
-        for device, half in devices:
-            net_rows += bench_network(config, args.frame, args.crop, args.crop_batch, device, half,
-                                      args.repeats, args.warmup)
-    _print_table("Pose network (median of repeats)", net_rows,
-                 {"ms_total": "{:.1f}", "ms_per_item": "{:.1f}", "gmac_per_item": "{:.1f}", "gmac_per_s": "{:.0f}"})
-    _print_table(f"Parsing (CPU, numpy) vs number of people, frame {args.frame[0]}x{args.frame[1]}",
-                 bench_parse(args.frame, args.people, max(args.repeats, 3)),
-                 {"parse_ms": "{:.2f}", "render_ms": "{:.2f}"})
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, load average "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.section == "host":
+        _print_table(f"Host side per frame, {args.frame[0]}x{args.frame[1]}, one thread (median of {args.repeats})",
+                     bench_host(args.frame, args.people, args.repeats),
+                     {k: "{:.2f}" for k in ("parse_ms", "crops_ms", "total_ms", "crops_two_step_ms")})
+    elif args.section == "backends":
+        rows = []
+        for config in args.config:
+            rows += bench_backends(config, args.frame, args.rounds, args.threads)
+        _print_table("Pose network on the CPU, one frame (median of alternating rounds)", rows,
+                     {"torch_ms": "{:.0f}", "ort_ms": "{:.0f}", "speedup": "{:.2f}x", "max_abs_diff": "{:.1e}"})
+    elif args.section == "network":
+        devices = [(torch.device("cpu"), False)]
+        if torch.cuda.is_available():
+            devices += [(torch.device("cuda"), False), (torch.device("cuda"), True)]
+        rows = []
+        for config in args.config:
+            for device, half in devices:
+                rows += bench_network(config, args.frame, args.crop, args.crop_batch, device, half, args.repeats)
+        _print_table("Pose network (median of repeats)", rows,
+                     {"ms_per_item": "{:.1f}", "gmac_per_item": "{:.1f}", "gmac_per_s": "{:.0f}"})
+    else:
+        if args.weights is None or args.images is None:
+            p.error("agreement needs --weights (real OpenPose weights: with random weights the comparison "
+                    "means nothing) and --images")
+        _print_table("Lite (3 stages) vs full (6 stages)",
+                     bench_agreement(args.weights, args.images, args.frame[0], args.limit),
+                     {"median_kp_px": "{:.2f}"})
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from spot_edge.pose.caffe import CaffeModelError, caffemodel_to_state_dict, read_caffemodel, state_dict_to_caffemodel
+from spot_edge.pose.estimators import TorchPoseEstimator
 from spot_edge.pose.network import (
     OpenPoseBody,
-    PoseEstimator,
     PoseNetConfig,
     RandomWeightsWarning,
     preprocess_bgr,
@@ -172,10 +172,6 @@ def test_flat_port_layout_loads_into_the_full_model(port_model, rng):
         got = model(x)
     for a, b in zip(got, _port_outputs(port_model, x)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    # lite: the first 3 stages of the same weights; later stages are reported, not an error
-    report = load_pose_weights(OpenPoseBody("openpose_coco_lite"), flat)
-    assert len(report.skipped_later_stages) == 3 * 28
-    assert all(any(f"stage{t}" in k for t in (4, 5, 6)) for k in report.skipped_later_stages)
 
 
 def test_caffemodel_pth_and_safetensors_files_give_the_same_model(port_model, rng, tmp_path):
@@ -234,15 +230,41 @@ def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path):
         load_pose_weights(OpenPoseBody("openpose_coco_lite"), tmp_path / "missing.pth")
 
 
-def test_pose_estimator_returns_56_maps_at_stride_8(rng):
-    est = PoseEstimator(config=PoseNetConfig(name="tiny", num_stages=1))
-    with pytest.warns(RandomWeightsWarning):
-        maps = est([_bgr(rng, 50, 34), _bgr(rng, 50, 34)])
+def test_pose_estimator_returns_raw_56_maps_at_stride_8(rng):
+    model = OpenPoseBody(PoseNetConfig(name="tiny", num_stages=1))
+    sd = {k: v * 40 if k.startswith("conv5_5_CPM") else v for k, v in model.state_dict().items()}
+    load_pose_weights(model, sd)  # big outputs: the raw maps leave OpenPose's ranges
+    est = TorchPoseEstimator(model, device="cpu")
+    frames = [_bgr(rng, 50, 34), _bgr(rng, 50, 34)]
+    maps = est(frames)
     assert maps.shape == (2, 56, 7, 5)
-    assert maps[:, :18].min() >= 0 and maps[:, :18].max() <= 1 and maps[:, 18:].abs().max() <= 1  # clamped
-    with pytest.warns(RandomWeightsWarning):
-        people = est.detect(_bgr(rng, 50, 34))
+    assert maps[:, 18:].abs().max() > 1  # raw, as the parser reads them
+    clamped = TorchPoseEstimator(model, device="cpu", clamp=True)(frames)
+    torch.testing.assert_close(clamped[:, :18], maps[:, :18].clamp(0, 1))
+    torch.testing.assert_close(clamped[:, 18:], maps[:, 18:].clamp(-1, 1))
+    people = est.detect(_bgr(rng, 50, 34))
     assert people.keypoints.shape[1:] == (18, 3)
+    # the old name still serves callers that import it from the network module
+    from spot_edge.pose.network import PoseEstimator
+
+    assert PoseEstimator is TorchPoseEstimator
+
+
+def test_lite_network_is_the_first_three_stages_of_the_full_one(port_model, rng):
+    lite = OpenPoseBody("openpose_coco_lite").eval()
+    report = load_pose_weights(lite, port_model.state_dict())  # stages 4-6 reported, not an error
+    assert len(report.skipped_later_stages) == 3 * 28
+    assert all(any(f"stage{t}" in k for t in (4, 5, 6)) for k in report.skipped_later_stages)
+    x, _ = preprocess_bgr(_bgr(rng, 24, 32))
+    with torch.no_grad():
+        feat = port_model.model0(x)
+        h = feat
+        for t in (1, 2, 3):  # the full network's stage-3 output
+            paf, heat = getattr(port_model, f"model{t}_1")(h), getattr(port_model, f"model{t}_2")(h)
+            h = torch.cat([paf, heat, feat], dim=1)
+        lite_paf, lite_heat = lite(x)
+    torch.testing.assert_close(lite_paf, paf, rtol=0, atol=0)
+    torch.testing.assert_close(lite_heat, heat.clamp_min(0), rtol=0, atol=0)  # + the port's final ReLU
 
 
 def test_config_validation():
@@ -256,7 +278,7 @@ def test_frame_without_people_gives_no_detections(rng):
     model = OpenPoseBody(with_stages("openpose_coco", 1)).eval()
     sd = {k: torch.zeros_like(v) if k.startswith("conv5_5_CPM") else v for k, v in model.state_dict().items()}
     load_pose_weights(model, sd)  # silent: weights are loaded; all maps are exactly zero
-    est = PoseEstimator(model)
+    est = TorchPoseEstimator(model, device="cpu")
     people = est.detect(_bgr(rng, 64, 48))
     assert len(people) == 0 and people.boxes.shape == (0, 4)
     assert not est(_bgr(rng, 64, 48)).any()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spot_edge.pose.parse import ParseConfig, find_peaks, parse_pose_maps
+from spot_edge.pose.parse import ParseConfig, parse_pose_maps
+from spot_edge.pose.peaks import find_peaks
+from spot_edge.pose.resample import MapGeometry
 from spot_edge.pose.render import render_pose_maps
 from spot_edge.pose.skeleton import (
     KEYPOINT_NAMES,
@@ -156,13 +158,22 @@ def test_parse_empty_and_noise(rng):
         parse_pose_maps(np.zeros((2, 56, 10, 10)))
 
 
-def test_find_peaks_plateau_gives_one_peak():
-    hm = np.zeros((1, 9, 9), np.float32)
-    hm[0, 4, 4] = hm[0, 4, 5] = 0.8  # a two-pixel plateau
-    hm[0, 1, 1] = 0.5
-    peaks = find_peaks(hm, threshold=0.1)[0]
-    assert len(peaks) == 2
-    assert peaks[0, 2] == pytest.approx(0.8)
+def test_find_peaks_locates_a_blob_between_pixels_and_at_the_edge():
+    """One rendered keypoint between map pixels, one on the frame edge: each gives one peak at its
+    position (frame pixels), its confidence read at the peak (not at the nearest map pixel)."""
+    truth = np.zeros((2, 18, 3))
+    truth[0, 0] = (101.3, 57.8, 1)  # between map pixel centres (8 j + 3.5)
+    truth[1, 0] = (0.0, 120.0, 1)  # on the left edge
+    maps = render_pose_maps(truth, (160, 200), (20, 25))
+    geometry = MapGeometry.create((20, 25), (160, 200))
+    peaks = find_peaks(maps[:18], geometry, threshold=0.1)
+    assert list(peaks.counts) == [2] + [0] * 17
+    pos = peaks.xy + peaks.offset
+    order = np.argsort(pos[:, 0])
+    np.testing.assert_allclose(pos[order], truth[::-1, 0, :2], atol=0.6)
+    # confidence at the peak: above every map pixel around it (those sit up to 4 px away)
+    inner = order[1]
+    assert peaks.score[inner] > maps[0, 4:11, 9:16].max() + 0.02
 
 
 def test_parse_config_thresholds(rng):

@@ -2,15 +2,21 @@
 
 Modules (each owns one idea):
 
-- ``skeleton``      COCO-18 layout: keypoints, limbs, PAF channels, flip (numpy only)
+- ``skeleton``      COCO-18 layout: keypoints, limbs, PAF channels, flip, clamp (numpy only)
 - ``render``        keypoints -> 56 maps at any resolution (numpy only)
-- ``parse``         56 maps -> people (peaks, PAF grouping, scores, boxes)
-- ``network``       the OpenPose COCO body network, preprocessing, ``PoseEstimator``
-- ``weights``       loading ``body_pose_model.pth`` / ``.caffemodel`` / ``.safetensors``
+- ``parse``         56 maps -> people, as the original post-processing (numpy); built from
+  ``resample`` (upsampling/blur as per-axis operators), ``peaks``, ``limbs``, ``grouping``
+- ``device_parse``  the same parsing in torch on the maps' device (GPU path)
+- ``network``       the OpenPose COCO body network and its input preprocessing
+- ``estimators``    the ``PoseEstimator`` interface: PyTorch, ONNX Runtime, TensorRT (seam)
+- ``weights``       loading ``body_pose_model.pth`` / ``.caffemodel`` / ``.safetensors``;
+  ``fetch`` downloading the CMU body model
 - ``caffe``         ``.caffemodel`` reader/writer without Caffe
 - ``crop``          person crops of a frame and of its maps (one pose pass per frame)
 - ``openpose_png``  ``*_pose_heatmaps.png`` read/write; ``openpose_json`` ``*_keypoints.json``
-- ``onnx_export``   ONNX export with onnxruntime parity; ``info`` parameter/MAC counts
+- ``onnx_export``   ONNX export with metadata and onnxruntime parity; ``info`` parameter/MAC counts
+
+Details of the maps and the parsing: ``docs/pose-maps.md``.
 
 The light names below are imported eagerly; the torch-based ones on first use.
 """
@@ -25,6 +31,7 @@ from spot_edge.pose.skeleton import (
     NUM_PAF_CHANNELS,
     PAF_CHANNELS,
     flip_permutation,
+    clamp_pose_maps,
     flip_pose_maps,
 )
 
@@ -32,8 +39,14 @@ _LAZY = {
     "parse_pose_maps": "spot_edge.pose.parse",
     "PoseDetections": "spot_edge.pose.parse",
     "ParseConfig": "spot_edge.pose.parse",
+    "parse_pose_maps_torch": "spot_edge.pose.device_parse",
+    "parse_pose_batch": "spot_edge.pose.device_parse",
     "OpenPoseBody": "spot_edge.pose.network",
-    "PoseEstimator": "spot_edge.pose.network",
+    "PoseEstimator": "spot_edge.pose.estimators.base",
+    "TorchPoseEstimator": "spot_edge.pose.estimators.torch_estimator",
+    "OnnxRuntimePoseEstimator": "spot_edge.pose.estimators.onnxruntime_estimator",
+    "create_pose_estimator": "spot_edge.pose.estimators.factory",
+    "fetch_pose_weights": "spot_edge.pose.fetch",
     "PoseNetConfig": "spot_edge.pose.network",
     "POSE_CONFIGS": "spot_edge.pose.network",
     "preprocess_bgr": "spot_edge.pose.network",
@@ -45,6 +58,7 @@ _LAZY = {
     "read_pose_heatmaps_png": "spot_edge.pose.openpose_png",
     "write_pose_heatmaps_png": "spot_edge.pose.openpose_png",
     "export_pose_onnx": "spot_edge.pose.onnx_export",
+    "read_pose_onnx_info": "spot_edge.pose.onnx_export",
 }
 
 
@@ -53,5 +67,5 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "KEYPOINT_NAMES", "LIMBS", "NUM_KEYPOINTS", "NUM_MAPS", "NUM_PAF_CHANNELS", "PAF_CHANNELS",
-    "flip_permutation", "flip_pose_maps", "render_pose_maps", *_LAZY,
+    "flip_permutation", "flip_pose_maps", "clamp_pose_maps", "render_pose_maps", *_LAZY,
 ]

@@ -8,7 +8,11 @@ are padded (image: ``pad_value``; maps: 0 = no keypoint / no limb). Because the 
 along x and y, PAF unit vectors stay unit vectors in the crop.
 
 All boxes of a frame are cropped in one batched ``grid_sample`` call (bilinear,
-``align_corners=False``; regions shrunk by more than 1.5x are supersampled and averaged, up to 4x).
+``align_corners=False``; regions shrunk by more than 1.5x are supersampled and averaged, up to 4x),
+on the device of the frame and maps: with tensors on a GPU the crops never leave it, and with
+``preprocessing=`` they come out as the embedder's normalised input. The maps are clamped to
+OpenPose's output ranges before cropping (raw network maps are parsed unclamped, see
+``docs/pose-maps.md``).
 
 Coordinates: boxes are ``(x0, y0, x1, y1)`` in frame pixels, edges (a box covering pixels 0..9 is
 ``(0, 0, 10, 10)``). Pose maps at ``stride`` s cover frame pixels ``[s j, s (j + 1))`` with map
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS
+from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS, clamp_pose_maps
+from spot_edge.preprocessing import PreprocessSpec
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class PersonCrops:
 
     Attributes:
         images: ``(N, H, W, 3)`` uint8 for a numpy frame, ``(N, 3, H, W)`` float for a tensor frame
-            (same channel order as the frame).
+            (same channel order as the frame); with ``preprocessing`` the normalised network input
+            ``(N, 3, height, width)`` float32 (numpy for a numpy frame).
         maps: ``(N, 56, h, w)`` float32 tensor, or ``None`` when no maps were given.
         regions: ``(N, 4)`` float32 crop regions ``(x0, y0, x1, y1)`` in frame pixels (aspect-fitted).
     """
@@ -84,8 +90,9 @@ def _check_boxes(boxes) -> np.ndarray:
         raise ValueError(f"boxes must be (N, 4) = (x0, y0, x1, y1), got shape {b.shape}")
     if not np.isfinite(b).all():
         raise ValueError("boxes contain NaN or infinite coordinates")
-    if ((b[:, 2] - b[:, 0]) <= 0).any() or ((b[:, 3] - b[:, 1]) <= 0).any():
-        raise ValueError(f"boxes must have x1 > x0 and y1 > y0, got {b[((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))][:3].tolist()}")
+    bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    if bad.any():
+        raise ValueError(f"boxes must have x1 > x0 and y1 > y0, got {b[bad][:3].tolist()}")
     return b
 
 
@@ -99,48 +106,68 @@ def fit_boxes_to_aspect(boxes, aspect: float, expand: float = 0.0) -> np.ndarray
     return np.stack([cx - bw_fit / 2, cy - bh_fit / 2, cx + bw_fit / 2, cy + bh_fit / 2], axis=1).astype(np.float32)
 
 
-def _affine(regions: np.ndarray, in_h: float, in_w: float) -> torch.Tensor:
-    """``affine_grid`` matrices mapping the output's [-1, 1] square onto each region of an input
-    of size ``in_h x in_w`` (edge coordinates, ``align_corners=False``)."""
-    x0, y0, x1, y1 = (regions[:, i].astype(np.float64) for i in range(4))
-    bw, bh = x1 - x0, y1 - y0
-    theta = np.zeros((len(regions), 2, 3))
-    theta[:, 0, 0] = bw / in_w
-    theta[:, 0, 2] = (2 * x0 + bw) / in_w - 1
-    theta[:, 1, 1] = bh / in_h
-    theta[:, 1, 2] = (2 * y0 + bh) / in_h - 1
-    return torch.from_numpy(theta).float()
+def _grid(regions: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int, device) -> torch.Tensor:
+    """``grid_sample`` grid ``(N, out_h, out_w, 2)`` reading each region of an ``in_h x in_w``
+    input at the output's pixel centres (normalised coordinates, ``align_corners=False``).
+
+    The regions are axis-aligned, so x depends on the column only and y on the row only: the
+    grid is two broadcast 1-D ramps (what ``affine_grid`` would compute, without its batched
+    matrix product).
+    """
+    r = torch.as_tensor(np.asarray(regions, np.float64), device=device)
+    cols = (torch.arange(out_w, device=device, dtype=torch.float64) + 0.5) / out_w
+    rows = (torch.arange(out_h, device=device, dtype=torch.float64) + 0.5) / out_h
+    gx = (r[:, 0:1] + cols * (r[:, 2:3] - r[:, 0:1])) * (2.0 / in_w) - 1.0  # (N, out_w)
+    gy = (r[:, 1:2] + rows * (r[:, 3:4] - r[:, 1:2])) * (2.0 / in_h) - 1.0  # (N, out_h)
+    grid = torch.empty((len(regions), out_h, out_w, 2), dtype=torch.float32, device=device)
+    grid[..., 0].copy_(gx[:, None, :])
+    grid[..., 1].copy_(gy[:, :, None])
+    return grid
 
 
-def _sample(src: torch.Tensor, regions: np.ndarray, out_hw: tuple[int, int], scale: float,
+def _sample(src: torch.Tensor, regions: np.ndarray, out_hw: tuple[int, int], scale: float | tuple[float, float],
             max_supersample: int = 4) -> torch.Tensor:
-    """Crop ``src`` ``(C, H, W)`` at ``regions / scale`` into ``(N, C, h, w)``, zeros outside.
+    """Crop ``src`` ``(C, H, W)`` at ``regions / scale`` into ``(N, C, h, w)``, zeros outside
+    (``scale``: one factor, or ``(y, x)`` factors).
 
     When a region shrinks by more than 1.5x, it is sampled at k times the output size and
     average-pooled (k <= ``max_supersample``), so thin PAF bands and peaks are not aliased away.
     """
     n = len(regions)
-    shrink = float(np.max((regions[:, 3] - regions[:, 1]) / scale / out_hw[0]))
+    sy, sx = (scale, scale) if np.isscalar(scale) else scale
+    regions = regions / np.array([sx, sy, sx, sy], dtype=np.float64)
+    shrink = float(np.max((regions[:, 3] - regions[:, 1]) / out_hw[0]))
     k = int(min(max(np.ceil(shrink - 0.5), 1), max_supersample))
-    theta = _affine(regions / scale, src.shape[1], src.shape[2]).to(src.device)
-    size = [n, src.shape[0], out_hw[0] * k, out_hw[1] * k]
-    grid = F.affine_grid(theta, size, align_corners=False)
+    grid = _grid(regions, src.shape[1], src.shape[2], out_hw[0] * k, out_hw[1] * k, src.device)
     out = F.grid_sample(src[None].expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False)
     return F.avg_pool2d(out, k) if k > 1 else out
 
 
-def crop_people(frame, boxes, maps=None, stride: float = 8.0, spec: CropSpec = CropSpec()) -> PersonCrops:
+def crop_people(frame, boxes, maps=None, stride: float | tuple[float, float] = 8.0, spec: CropSpec = CropSpec(),
+                clamp_maps: bool = True, preprocessing: PreprocessSpec | None = None,
+                frame_channel_order: str = "BGR") -> PersonCrops:
     """Image and pose-map crops of the people in one frame.
 
     Args:
-        frame: ``(H, W, 3)`` uint8 numpy (BGR or RGB, kept) or a ``(3, H, W)`` tensor.
+        frame: ``(H, W, 3)`` uint8 numpy (BGR or RGB, kept) or a ``(3, H, W)`` tensor (on any
+            device: the crops stay there).
         boxes: ``(N, 4)`` person boxes in frame pixels (e.g. ``PoseDetections.boxes``, or a
             detector's). ``N = 0`` gives empty crops.
         maps: optional ``(56, h_m, w_m)`` (or ``(1, 56, h_m, w_m)``) pose maps of the whole frame
-            at ``stride`` (numpy or torch).
-        stride: frame pixels per map pixel.
+            at ``stride`` (numpy or torch; a tensor is cropped on its device).
+        stride: frame pixels per map pixel, or ``(y, x)`` strides when the frame was resized for
+            the network with different factors along the two axes.
         spec: crop geometry, see :class:`CropSpec`.
+        clamp_maps: truncate the maps to OpenPose's output ranges first (keypoint maps [0, 1],
+            PAFs [-1, 1], :func:`~spot_edge.pose.skeleton.clamp_pose_maps`): raw network maps
+            can exceed them, the maps SPOT is trained on do not.
+        preprocessing: return the image crops as the embedder's input instead: ``(N, 3,
+            height, width)`` float32 (numpy for a numpy frame, else a tensor on the frame's
+            device), normalised per the spec and sampled directly at the spec's size: equal to
+            ``preprocessing.batch`` of the uint8 crops up to their rounding (< 0.5 grey level),
+            without the uint8 round trip.
+        frame_channel_order: ``"BGR"`` (OpenCV) or ``"RGB"``, for ``preprocessing``.
 
     Returns:
         :class:`PersonCrops`.
@@ -161,32 +188,76 @@ def crop_people(frame, boxes, maps=None, stride: float = 8.0, spec: CropSpec = C
     regions = fit_boxes_to_aspect(boxes, spec.height / spec.width, spec.expand)
     n = len(regions)
 
-    if n:
-        crops = _sample(img - spec.pad_value, regions, (spec.height, spec.width), 1.0) + spec.pad_value
+    if preprocessing is not None:
+        images = _network_input_crops(img, regions, spec, preprocessing, frame_channel_order)
+        if as_numpy:
+            images = images.numpy()
     else:
-        crops = img.new_zeros((0, 3, spec.height, spec.width))
-    if as_numpy:
-        images = crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    else:
-        images = crops.to(frame.dtype) if frame.is_floating_point() else crops
+        if n:
+            src = img - spec.pad_value if spec.pad_value else img
+            crops = _sample(src, regions, (spec.height, spec.width), 1.0)
+            if spec.pad_value:
+                crops += spec.pad_value
+        else:
+            crops = img.new_zeros((0, 3, spec.height, spec.width))
+        if as_numpy:
+            images = crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        else:
+            images = crops.to(frame.dtype) if frame.is_floating_point() else crops
 
     map_crops = None
     if maps is not None:
-        m = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).float()
+        m = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(maps))
+        m = m.float()
         if m.ndim == 4 and m.shape[0] == 1:
             m = m[0]
         if m.ndim != 3 or m.shape[0] != NUM_MAPS:
             raise ValueError(f"maps must be ({NUM_MAPS}, h, w) for one frame, got {tuple(m.shape)}")
-        if not stride > 0:
+        sy, sx = (stride, stride) if np.isscalar(stride) else (float(stride[0]), float(stride[1]))
+        if not (sy > 0 and sx > 0):
             raise ValueError(f"stride must be positive, got {stride}")
-        covered_h, covered_w = m.shape[1] * stride, m.shape[2] * stride
-        if covered_h < img.shape[1] - stride or covered_w < img.shape[2] - stride:
+        covered_h, covered_w = m.shape[1] * sy, m.shape[2] * sx
+        if covered_h < img.shape[1] - sy or covered_w < img.shape[2] - sx:
             raise ValueError(
                 f"maps {tuple(m.shape[1:])} at stride {stride} cover {covered_h:.0f}x{covered_w:.0f} frame pixels "
                 f"but the frame is {img.shape[1]}x{img.shape[2]}: wrong stride or maps of another frame")
-        map_crops = (_sample(m, regions, spec.map_size, stride) if n
+        if clamp_maps:
+            m = clamp_pose_maps(m)
+        map_crops = (_sample(m, regions, spec.map_size, (sy, sx)) if n
                      else m.new_zeros((0, NUM_MAPS, *spec.map_size)))
     return PersonCrops(images=images, maps=map_crops, regions=regions)
+
+
+def _network_input_crops(img: torch.Tensor, regions: np.ndarray, spec: CropSpec, preprocessing: PreprocessSpec,
+                         frame_channel_order: str) -> torch.Tensor:
+    """Crops of ``img`` ``(3, H, W)`` (values 0..255) normalised per ``preprocessing``.
+
+    Normalisation is affine per channel, so it commutes with the bilinear sampling: whichever of
+    the frame and the crops has fewer pixels is normalised.
+    """
+    if frame_channel_order not in ("BGR", "RGB"):
+        raise ValueError(f"frame_channel_order must be 'BGR' or 'RGB', got {frame_channel_order!r}")
+    if not len(regions):
+        return img.new_zeros((0, 3, *preprocessing.size))
+    # (x / 255 - mean) / std as one multiply-add per channel, channels reordered on the way; the
+    # source is sampled with the pad value subtracted, so that the zero padding means "pad value"
+    order = [2, 1, 0] if frame_channel_order != preprocessing.channel_order else [0, 1, 2]
+    scale = [1.0 / (255.0 * sd) for sd in preprocessing.std]
+    pad = [(spec.pad_value / 255.0 - m) / sd for m, sd in zip(preprocessing.mean, preprocessing.std)]
+    out_pixels = len(regions) * preprocessing.height * preprocessing.width
+    if out_pixels < img.shape[1] * img.shape[2]:  # few people: crop, then normalise the crops
+        crops = _sample(img - spec.pad_value if spec.pad_value else img, regions, preprocessing.size, 1.0)
+        out = torch.empty_like(crops)
+        for c, k in enumerate(order):
+            torch.mul(crops[:, k], scale[c], out=out[:, c]).add_(pad[c])
+        return out
+    src = torch.empty((3, *img.shape[1:]), dtype=torch.float32, device=img.device)
+    for c, k in enumerate(order):  # the normalised frame minus the normalised pad value
+        torch.mul(img[k], scale[c], out=src[c]).add_(-spec.pad_value * scale[c])
+    crops = _sample(src, regions, preprocessing.size, 1.0)
+    for c in range(3):
+        crops[:, c].add_(pad[c])
+    return crops
 
 
 def keypoints_to_crop(keypoints, region, spec: CropSpec = CropSpec(), to_maps: bool = False) -> np.ndarray:

@@ -214,10 +214,11 @@ class PoseMapsNet(nn.Module):
 
     With ``normalize=True`` the input is raw BGR in [0, 255] and the module applies
     ``x / 256 - 0.5`` itself (handy for an exported graph fed straight from a camera).
-    ``clamp=True`` truncates the maps to OpenPose's output ranges (see :func:`select_pose_maps`).
+    ``clamp=True`` truncates the maps to OpenPose's output ranges (see :func:`select_pose_maps`);
+    the default keeps the raw maps, which is what the parser reads (``docs/pose-maps.md``).
     """
 
-    def __init__(self, body: OpenPoseBody, normalize: bool = False, clamp: bool = True) -> None:
+    def __init__(self, body: OpenPoseBody, normalize: bool = False, clamp: bool = False) -> None:
         super().__init__()
         self.body = body
         self.normalize = normalize
@@ -236,12 +237,13 @@ MIN_SIDE = 8
 MAX_SIDE = 8192
 
 
-def _as_bgr_batch(images) -> torch.Tensor:
-    """Images -> float tensor ``(B, 3, H, W)`` in [0, 255] BGR, with clear errors."""
+def _as_bgr_batch(images, device=None) -> torch.Tensor:
+    """Images -> float tensor ``(B, 3, H, W)`` in [0, 255] BGR on ``device`` (default: where the
+    input is; numpy frames cross as uint8), with clear errors."""
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError("no images given (empty list)")
-        tensors = [_as_bgr_batch(im) for im in images]
+        tensors = [_as_bgr_batch(im, device) for im in images]
         shapes = {tuple(t.shape[2:]) for t in tensors}
         if len(shapes) > 1:
             raise ValueError(f"images in a batch must share one size, got {sorted(shapes)}; run them one at a time")
@@ -259,7 +261,10 @@ def _as_bgr_batch(images) -> torch.Tensor:
             raise ValueError(f"pose input must be (H, W, 3) or (B, H, W, 3) BGR, got shape {images.shape}")
         if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"pose input must be uint8 (or float in [0, 255]), got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if device is not None:
+            t = t.to(device, non_blocking=True)
+        t = t.permute(0, 3, 1, 2).float()
     elif isinstance(images, torch.Tensor):
         t = images
         if t.ndim == 3:
@@ -268,6 +273,8 @@ def _as_bgr_batch(images) -> torch.Tensor:
             raise ValueError(
                 f"pose input tensors must be (B, 3, H, W) BGR in [0, 255], got shape {tuple(images.shape)}; "
                 "grey/infrared frames: repeat the channel to 3")
+        if device is not None:
+            t = t.to(device, non_blocking=True)
         t = t.float()
     else:
         raise TypeError(f"pose input must be a numpy array, torch tensor or list of them, got {type(images).__name__}")
@@ -281,7 +288,8 @@ def _as_bgr_batch(images) -> torch.Tensor:
     return t
 
 
-def preprocess_bgr(images, stride: int = STRIDE, pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, tuple[int, int]]:
+def preprocess_bgr(images, stride: int = STRIDE, pad_value: int = PAD_VALUE, device=None,
+                   normalize: bool = True) -> tuple[torch.Tensor, tuple[int, int]]:
     """OpenPose input normalisation: BGR / 256 - 0.5, padded right/bottom to a multiple of ``stride``.
 
     Args:
@@ -289,64 +297,21 @@ def preprocess_bgr(images, stride: int = STRIDE, pad_value: int = PAD_VALUE) -> 
             float tensor ``(B, 3, H, W)`` with BGR values in [0, 255].
         stride: pad so that H and W are multiples of it.
         pad_value: raw pixel value of the padding (128, i.e. 0 after normalisation).
+        device: where the result lives (numpy frames are moved as uint8, then converted there);
+            default: the input's device (the CPU for numpy).
+        normalize: ``False`` keeps raw BGR [0, 255] (for graphs that normalise inside).
 
     Returns:
         ``(x, (H, W))``: the normalised padded ``(B, 3, H_pad, W_pad)`` tensor and the original size.
     """
-    t = _as_bgr_batch(images)
+    t = _as_bgr_batch(images, device)
     h, w = int(t.shape[2]), int(t.shape[3])
     pad_h, pad_w = (-h) % stride, (-w) % stride
-    x = t / 256.0 - 0.5
+    x = t / 256.0 - 0.5 if normalize else t
     if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), value=pad_value / 256.0 - 0.5)
+        fill = pad_value / 256.0 - 0.5 if normalize else float(pad_value)
+        x = F.pad(x, (0, pad_w, 0, pad_h), value=fill)
     return x, (h, w)
-
-
-class PoseEstimator:
-    """Frames in, the 56 pose maps at stride 8 out.
-
-    >>> est = PoseEstimator.from_weights("body_pose_model.pth")          # doctest: +SKIP
-    >>> maps = est(frame_bgr)        # (1, 56, ceil(H/8), ceil(W/8)) float32 tensor, on est.device
-    >>>                              # parts in [0, 1], PAFs in [-1, 1] (clamp=True, as OpenPose)
-    >>> people = est.detect(frame_bgr)  # PoseDetections in frame pixels
-
-    The maps cover the padded frame: map pixel ``(i, j)`` is centred on frame pixel
-    ``(8 i + 3.5, 8 j + 3.5)`` (padding at the right/bottom), which is the convention of
-    :mod:`spot_edge.pose.render` and :mod:`spot_edge.pose.crop` with ``stride=8``.
-    """
-
-    def __init__(self, model: OpenPoseBody | None = None, config: str | PoseNetConfig = "openpose_coco",
-                 device: str | torch.device = "cpu", clamp: bool = True) -> None:
-        self.model = model if model is not None else OpenPoseBody(config)
-        self.clamp = clamp  # truncate to OpenPose's output ranges ([0, 1] parts, [-1, 1] PAFs)
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
-
-    @classmethod
-    def from_weights(cls, path, config: str | PoseNetConfig = "openpose_coco",
-                     device: str | torch.device = "cpu") -> "PoseEstimator":
-        from spot_edge.pose.weights import load_pose_weights
-
-        model = OpenPoseBody(config)
-        load_pose_weights(model, path)
-        return cls(model, device=device)
-
-    @torch.inference_mode()
-    def __call__(self, images) -> torch.Tensor:
-        x, _ = preprocess_bgr(images)
-        paf, heat = self.model(x.to(self.device))
-        return select_pose_maps(paf, heat, clamp=self.clamp)
-
-    def detect(self, image, config=None):
-        """Run the network on one frame and parse people (keypoints in frame pixels)."""
-        from spot_edge.pose.parse import parse_pose_maps
-
-        x, (h, w) = preprocess_bgr(image)
-        if x.shape[0] != 1:
-            raise ValueError("detect() takes one frame; call it per frame")
-        maps = self(image)[0]
-        hp, wp = x.shape[2:]
-        return parse_pose_maps(maps, image_size=(hp, wp), config=config)
 
 
 def with_stages(config: str | PoseNetConfig, num_stages: int) -> PoseNetConfig:
@@ -355,8 +320,19 @@ def with_stages(config: str | PoseNetConfig, num_stages: int) -> PoseNetConfig:
     return replace(base, name=f"{base.name}_s{num_stages}", num_stages=num_stages)
 
 
+def __getattr__(name: str):
+    # ``spot_edge.pose.network.PoseEstimator`` was the PyTorch estimator before the estimator
+    # interface existed; kept as an alias of TorchPoseEstimator for callers not yet moved to
+    # ``spot_edge.pose.estimators`` (imported lazily: the estimators import this module).
+    if name == "PoseEstimator":
+        from spot_edge.pose.estimators.torch_estimator import TorchPoseEstimator
+
+        return TorchPoseEstimator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "STRIDE", "PAD_VALUE", "NUM_HEATMAPS", "BACKBONE_LAYERS", "stage_layers", "PoseNetConfig", "POSE_CONFIGS",
     "get_pose_config", "with_stages", "RandomWeightsWarning", "OpenPoseBody", "select_pose_maps", "PoseMapsNet",
-    "preprocess_bgr", "PoseEstimator", "NUM_MAPS",
+    "preprocess_bgr", "NUM_MAPS",
 ]

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spot_edge.atomic import atomic_write_bytes
 from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS, NUM_PAF_CHANNELS
 
 HEATMAPS_SUFFIX = "_pose_heatmaps.png"
@@ -100,24 +101,39 @@ def decode_pose_heatmaps(image: np.ndarray, num_tiles: int | None = None) -> np.
 
 
 def write_pose_heatmaps_png(path: str | Path, maps: np.ndarray, include_background: bool = False) -> Path:
-    """Write ``(56, h, w)`` maps as an OpenPose ``*_pose_heatmaps.png``; returns the path."""
+    """Write ``(56, h, w)`` maps as an OpenPose ``*_pose_heatmaps.png`` (atomically); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() != ".png":
         raise ValueError(f"heatmap files are PNG (lossless); got {path.name}")
-    if not cv2.imwrite(str(path), encode_pose_heatmaps(maps, include_background)):
-        raise OSError(f"could not write {path}")
-    return path
+    ok, data = cv2.imencode(".png", encode_pose_heatmaps(maps, include_background))
+    if not ok:
+        raise OSError(f"OpenCV could not encode the heatmap PNG for {path}")
+    return atomic_write_bytes(path, data.tobytes())
 
 
-def read_pose_heatmaps_png(path: str | Path, num_tiles: int | None = None) -> np.ndarray:
-    """Read an OpenPose ``*_pose_heatmaps.png`` into ``(56, h, w)`` float32 maps."""
+def read_map_png(path: str | Path) -> np.ndarray:
+    """The stored pixels of a pose-map PNG, exactly as written: ``(h, W)`` uint8 (or ``(h, W, C)``).
+
+    The one place that reads map PNGs. It is deliberately not :func:`spot_edge.imageio.read_image`,
+    the reader for photographs: that one returns a 3-channel BGR picture (grey replicated, alpha
+    dropped) ready for a network, while a map PNG is data, an 8-bit grey tile image whose
+    values are decoded by :func:`decode_pose_heatmaps` and must come back unconverted. Anything
+    but 8 bits per pixel is refused here rather than rescaled.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"heatmap file not found: {path}")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise HeatmapFileError(f"{path} is not a readable image (corrupt or not a PNG)")
+    if img.dtype != np.uint8:
+        raise HeatmapFileError(f"{path} has {img.dtype} pixels; OpenPose heatmap PNGs are 8-bit grey images")
+    return img
+
+
+def read_pose_heatmaps_png(path: str | Path, num_tiles: int | None = None) -> np.ndarray:
+    """Read an OpenPose ``*_pose_heatmaps.png`` into ``(56, h, w)`` float32 maps."""
+    img = read_map_png(path)
     try:
         return decode_pose_heatmaps(img, num_tiles)
     except HeatmapFileError as exc:
@@ -128,5 +144,6 @@ def read_pose_heatmaps_png(path: str | Path, num_tiles: int | None = None) -> np
 read_pose_heatmaps = read_pose_heatmaps_png
 write_pose_heatmaps = write_pose_heatmaps_png
 
-__all__ = ["read_pose_heatmaps", "write_pose_heatmaps", "HEATMAPS_SUFFIX", "HeatmapFileError", "heatmaps_png_name", "encode_pose_heatmaps",
-           "decode_pose_heatmaps", "write_pose_heatmaps_png", "read_pose_heatmaps_png"]
+__all__ = ["read_pose_heatmaps", "write_pose_heatmaps", "HEATMAPS_SUFFIX", "HeatmapFileError", "heatmaps_png_name",
+           "encode_pose_heatmaps", "decode_pose_heatmaps", "write_pose_heatmaps_png", "read_pose_heatmaps_png",
+           "read_map_png"]

@@ -1,13 +1,16 @@
-"""Parse the 56 OpenPose maps into people: peak finding, PAF scoring, greedy grouping.
+"""Parse the 56 OpenPose maps into people, exactly as the original post-processing does (numpy).
 
-The algorithm is OpenPose's bottom-up association (Cao et al., TPAMI 2021, Sec. 3.3-3.4): keypoint
-candidates are local maxima of the keypoint maps; each limb's candidate pairs are scored by the
-line integral of its PAF along the segment (sampled at ``num_samples`` points); pairs are matched
-greedily per limb; limbs sharing keypoints are assembled into people.
+The algorithm is OpenPose's bottom-up association (Cao et al., TPAMI 2021, Sec. 3.3-3.4) in the
+form of the original Python/Matlab demo (``docs/pose-maps.md``): the maps are read at frame
+resolution (bicubic upsampling; peaks of the Gaussian-blurred keypoint maps,
+:mod:`spot_edge.pose.peaks`), each limb's candidate pairs are scored by the PAF line integral
+with the distance prior (:mod:`spot_edge.pose.limbs`), pairs are matched greedily and assembled
+into people (:mod:`spot_edge.pose.grouping`).
 
-Everything per pixel is vectorised numpy (peak finding, segment sampling of all candidate pairs
-of a limb at once); the only Python loops run over limbs and over the (few) accepted connections.
-Torch tensors are accepted and moved to numpy.
+Nothing is computed at full resolution: the upsampled and blurred maps are evaluated only where
+they are read (windows around the stride-8 peaks, the limb samples), through the per-axis
+operators of :mod:`spot_edge.pose.resample`. The torch twin for maps on a GPU is
+:mod:`spot_edge.pose.device_parse`. Torch tensors given here are moved to numpy.
 """
 
 from __future__ import annotations
@@ -16,24 +19,54 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spot_edge.pose.skeleton import LIMBS, NUM_KEYPOINTS, NUM_MAPS, PAF_CHANNELS, PAF_OFFSET
+from spot_edge.pose.grouping import People, assemble_people
+from spot_edge.pose.limbs import limb_pair_scores
+from spot_edge.pose.peaks import Peaks, find_peaks
+from spot_edge.pose.resample import SMOOTH_SIGMA, MapGeometry
+from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS, PAF_OFFSET
 
-# Limbs 17 and 18 (shoulder-ear) duplicate the head chain; like OpenPose they may join keypoints
-# to an existing person but never start a new one.
-_REDUNDANT_LIMBS = frozenset({17, 18})
+MIN_CONFIDENCE = 1e-6  # a found keypoint never reports confidence <= 0 (that means "absent")
 
 
 @dataclass(frozen=True)
 class ParseConfig:
-    """Thresholds of the association (defaults: OpenPose COCO / the pytorch-openpose port)."""
+    """Thresholds of the association (defaults: the original COCO post-processing).
 
-    peak_threshold: float = 0.1  # keypoint-map value a peak must exceed (thre1)
-    paf_threshold: float = 0.05  # PAF . direction a sample must exceed (thre2)
-    min_above_fraction: float = 0.8  # fraction of samples above paf_threshold
-    num_samples: int = 10  # points sampled along each candidate limb
-    min_parts: int = 4  # people with fewer keypoints are dropped
-    min_mean_score: float = 0.4  # people with a lower total score / keypoint count are dropped
-    max_candidates: int = 128  # per keypoint type, strongest kept (bounds the pair matrix)
+    Attributes:
+        peak_threshold: blurred keypoint-map value a peak must exceed (the original's thre1).
+        paf_threshold: PAF projection a limb sample must exceed (thre2).
+        min_above_fraction: fraction of samples that must exceed ``paf_threshold`` (strictly more).
+        num_samples: points sampled along each candidate limb.
+        min_parts: people with fewer keypoints are dropped.
+        min_mean_score: people whose score / parts is lower are dropped.
+        max_candidates: per keypoint type, at most this many map-resolution peaks are examined
+            (the strongest; bounds the work on noisy maps).
+        subpixel: refine keypoints within +-0.5 px (parabola through the blurred map); ``False``
+            returns the original's integer peak pixels.
+        smoothing_sigma: Gaussian blur before the peak search, frame pixels.
+    """
+
+    peak_threshold: float = 0.1
+    paf_threshold: float = 0.05
+    min_above_fraction: float = 0.8
+    num_samples: int = 10
+    min_parts: int = 4
+    min_mean_score: float = 0.4
+    max_candidates: int = 128
+    subpixel: bool = True
+    smoothing_sigma: float = SMOOTH_SIGMA
+
+    def __post_init__(self) -> None:
+        if not self.peak_threshold >= 0:
+            raise ValueError(f"peak_threshold must be >= 0, got {self.peak_threshold}")
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
+        if not 0 <= self.min_above_fraction <= 1:
+            raise ValueError(f"min_above_fraction must be in [0, 1], got {self.min_above_fraction}")
+        if self.max_candidates < 1:
+            raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
+        if not self.smoothing_sigma >= 0:
+            raise ValueError(f"smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
 
 
 @dataclass
@@ -42,7 +75,8 @@ class PoseDetections:
 
     Attributes:
         keypoints: ``(N, 18, 3)`` float32 (x, y, confidence); absent keypoints are (0, 0, 0).
-            Coordinates are in image pixels when an ``image_size`` was given, else in map pixels.
+            Coordinates are in frame pixels (pixel centres at integers) when an ``image_size``
+            was given, else in map pixels.
         scores: ``(N,)`` float32 OpenPose person score (sum of keypoint and limb scores divided by
             the number of keypoints), highest first.
         boxes: ``(N, 4)`` float32 ``(x0, y0, x1, y1)`` tight box around the present keypoints.
@@ -69,185 +103,68 @@ def _to_numpy(maps) -> np.ndarray:
                          f"got {arr.shape}; parse a batch one image at a time")
     if arr.shape[1] < 1 or arr.shape[2] < 1:
         raise ValueError(f"pose maps are empty: shape {arr.shape}")
-    return np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if not np.isfinite(arr).all():  # NaN / Inf read as "nothing here"
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(arr)
 
 
-def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_candidates: int = 128) -> list[np.ndarray]:
-    """Local maxima of each keypoint map, with sub-pixel refinement.
-
-    Args:
-        heatmaps: ``(K, H, W)`` keypoint maps.
-        threshold: minimum value of a peak.
-        max_candidates: keep at most this many strongest peaks per map.
-
-    Returns:
-        K arrays ``(n_k, 3)`` of (x, y, score) in map pixels, strongest first. A pixel is a peak
-        when it is >= its 8 neighbours, strictly > those after it in raster order (so a plateau of
-        equal values yields one peak). The position is refined by a parabola through the log
-        values of the 3x3 neighbourhood (exact for a Gaussian), clipped to half a pixel.
-    """
-    k, h, w = heatmaps.shape
-    padded = np.pad(heatmaps, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    centre = padded[:, 1:-1, 1:-1]
-    is_peak = centre > threshold
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == 0 and dx == 0:
-                continue
-            neighbour = padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-            after = (dy, dx) > (0, 0)  # raster order: strict comparison with later pixels
-            is_peak &= (centre > neighbour) if after else (centre >= neighbour)
-    kk, yy, xx = np.nonzero(is_peak)
-    values = heatmaps[kk, yy, xx]
-
-    # Sub-pixel offsets from the log values (falls back to the raw values near zero).
-    def offset(minus: np.ndarray, mid: np.ndarray, plus: np.ndarray) -> np.ndarray:
-        lm, lc, lp = (np.log(np.maximum(v, 1e-6)) for v in (minus, mid, plus))
-        denom = lm - 2.0 * lc + lp
-        off = np.where(denom < -1e-9, 0.5 * (lm - lp) / np.where(denom < -1e-9, denom, -1.0), 0.0)
-        return np.clip(off, -0.5, 0.5)
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        v = padded[kk, yy + 1 + dy, xx + 1 + dx]
-        return np.where(np.isfinite(v), v, 0.0)
-
-    ox = offset(at(0, -1), values, at(0, 1))
-    oy = offset(at(-1, 0), values, at(1, 0))
-    peaks = np.stack([xx + ox, yy + oy, values], axis=1).astype(np.float32)
-
-    out = []
-    for part in range(k):
-        p = peaks[kk == part]
-        p = p[np.argsort(-p[:, 2], kind="stable")][:max_candidates]
-        out.append(p)
-    return out
-
-
-def score_limb_candidates(
-    cand_a: np.ndarray, cand_b: np.ndarray, paf_x: np.ndarray, paf_y: np.ndarray, cfg: ParseConfig
-) -> np.ndarray:
-    """PAF line-integral scores of every (a, b) candidate pair of one limb.
-
-    Args:
-        cand_a, cand_b: ``(nA, 3)`` and ``(nB, 3)`` candidates (x, y, score) in map pixels.
-        paf_x, paf_y: ``(H, W)`` PAF components of the limb.
-
-    Returns:
-        ``(nA, nB)`` scores: mean of ``PAF . unit(b - a)`` over the samples plus OpenPose's
-        distance prior ``min(0.5 H / |b - a| - 1, 0)``; ``-inf`` where the pair fails the
-        criteria (too few samples above ``paf_threshold``, or a non-positive score).
-    """
-    h, w = paf_x.shape
-    delta = cand_b[None, :, :2] - cand_a[:, None, :2]  # (nA, nB, 2)
-    norm = np.linalg.norm(delta, axis=-1)
-    unit = delta / np.maximum(norm, 1e-6)[..., None]
-    t = np.linspace(0.0, 1.0, cfg.num_samples)
-    pts = cand_a[:, None, None, :2] + t[None, None, :, None] * delta[:, :, None, :]  # (nA, nB, S, 2)
-    xi = np.clip(np.rint(pts[..., 0]).astype(np.int64), 0, w - 1)
-    yi = np.clip(np.rint(pts[..., 1]).astype(np.int64), 0, h - 1)
-    dots = paf_x[yi, xi] * unit[..., None, 0] + paf_y[yi, xi] * unit[..., None, 1]  # (nA, nB, S)
-    score = dots.mean(axis=-1) + np.minimum(0.5 * h / np.maximum(norm, 1e-6) - 1.0, 0.0)
-    above = (dots > cfg.paf_threshold).sum(axis=-1) > cfg.min_above_fraction * cfg.num_samples
-    ok = above & (score > 0) & (norm > 1e-6)
-    return np.where(ok, score, -np.inf)
-
-
-def _greedy_match(scores: np.ndarray) -> list[tuple[int, int, float]]:
-    """Best-first one-to-one matching of a ``(nA, nB)`` score matrix (``-inf`` = forbidden)."""
-    ia, ib = np.nonzero(np.isfinite(scores))
-    order = np.argsort(-scores[ia, ib], kind="stable")
-    used_a, used_b, matches = set(), set(), []
-    limit = min(scores.shape)
-    for o in order:
-        a, b = int(ia[o]), int(ib[o])
-        if a in used_a or b in used_b:
-            continue
-        used_a.add(a)
-        used_b.add(b)
-        matches.append((a, b, float(scores[a, b])))
-        if len(matches) >= limit:
-            break
-    return matches
-
-
-def parse_pose_maps(maps, image_size: tuple[int, int] | None = None, config: ParseConfig | None = None) -> PoseDetections:
-    """Find people in one image's pose maps.
+def parse_pose_maps(maps, image_size: tuple[int, int] | None = None, config: ParseConfig | None = None, *,
+                    valid_size: tuple[int, int] | None = None,
+                    output_size: tuple[int, int] | None = None) -> PoseDetections:
+    """Find people in one image's pose maps, as the original OpenPose post-processing does.
 
     Args:
         maps: ``(56, h, w)`` (or ``(1, 56, h, w)``) numpy array or torch tensor, layout of
-            :mod:`spot_edge.pose.skeleton`, e.g. from ``PoseEstimator`` or ``render_pose_maps``.
-        image_size: ``(H_img, W_img)`` the maps cover; keypoints and boxes are returned in its pixel
-            coordinates (inverse of the mapping in :mod:`spot_edge.pose.render`). ``None``: map
-            pixels.
+            :mod:`spot_edge.pose.skeleton`, raw network output (values above 1 are fine: they
+            are read as they are, like the original does).
+        image_size: ``(H, W)`` the maps cover (the padded network input, normally 8 x the map
+            size). ``None``: 8 x the map size, and keypoints come back in *map* pixels.
         config: thresholds, see :class:`ParseConfig`.
+        valid_size: the top-left part of ``image_size`` that is the frame (the rest is padding);
+            default all of it.
+        output_size: size of the frame the keypoints are returned in when the frame was resized
+            for the network; default ``valid_size``.
 
     Returns:
-        :class:`PoseDetections`, people sorted by score (empty when nobody is found).
+        :class:`PoseDetections`, people sorted by score (empty when nobody is found). Keypoints
+        are the original's peak pixels plus a sub-pixel offset (``config.subpixel``), confidences
+        the upsampled keypoint map at the peak.
     """
     cfg = config or ParseConfig()
     arr = _to_numpy(maps)
-    h, w = arr.shape[1:]
-    peaks = find_peaks(arr[:NUM_KEYPOINTS], cfg.peak_threshold, cfg.max_candidates)
-
-    # people: rows of 18 candidate indices (-1 absent); totals: summed score; counts: #keypoints.
-    people = np.full((0, NUM_KEYPOINTS), -1, dtype=np.int64)
-    totals: list[float] = []
-    for limb, (a, b) in enumerate(LIMBS):
-        cand_a, cand_b = peaks[a], peaks[b]
-        if len(cand_a) == 0 or len(cand_b) == 0:
-            continue
-        cx, cy = PAF_CHANNELS[limb]
-        scores = score_limb_candidates(cand_a, cand_b, arr[PAF_OFFSET + cx], arr[PAF_OFFSET + cy], cfg)
-        for ia, ib, s in _greedy_match(scores):
-            rows = np.nonzero((people[:, a] == ia) | (people[:, b] == ib))[0]
-            if len(rows) == 1 or (len(rows) == 2 and _overlap(people[rows[0]], people[rows[1]])):
-                j = rows[0]
-                if people[j, b] == -1:
-                    people[j, b] = ib
-                    totals[j] += float(cand_b[ib, 2]) + s
-            elif len(rows) == 2:  # two partial people joined by this limb: merge them
-                j1, j2 = rows
-                keep = people[j2] >= 0
-                people[j1, keep] = people[j2, keep]
-                totals[j1] += totals[j2] + s
-                people = np.delete(people, j2, axis=0)
-                del totals[j2]
-            elif len(rows) == 0 and limb not in _REDUNDANT_LIMBS:
-                row = np.full((1, NUM_KEYPOINTS), -1, dtype=np.int64)
-                row[0, a], row[0, b] = ia, ib
-                people = np.concatenate([people, row])
-                totals.append(float(cand_a[ia, 2] + cand_b[ib, 2]) + s)
-
-    counts = (people >= 0).sum(axis=1)
-    mean_scores = np.asarray(totals, dtype=np.float64) / np.maximum(counts, 1)
-    keep = (counts >= cfg.min_parts) & (mean_scores >= cfg.min_mean_score)
-    people, mean_scores, counts = people[keep], mean_scores[keep], counts[keep]
-    order = np.argsort(-mean_scores, kind="stable")
-    people, mean_scores, counts = people[order], mean_scores[order], counts[order]
-
-    keypoints = np.zeros((len(people), NUM_KEYPOINTS, 3), dtype=np.float32)
-    for part in range(NUM_KEYPOINTS):
-        present = people[:, part] >= 0
-        keypoints[present, part] = peaks[part][people[present, part]]
-    if image_size is not None:
-        img_h, img_w = int(image_size[0]), int(image_size[1])
-        present = keypoints[..., 2] > 0
-        keypoints[..., 0] = np.where(present, (keypoints[..., 0] + 0.5) * img_w / w - 0.5, 0.0)
-        keypoints[..., 1] = np.where(present, (keypoints[..., 1] + 0.5) * img_h / h - 0.5, 0.0)
-    return PoseDetections(keypoints=keypoints, scores=mean_scores.astype(np.float32),
-                          boxes=keypoint_boxes(keypoints), num_parts=counts.astype(np.int64))
+    geometry = MapGeometry.create(arr.shape[1:], image_size, valid_size, output_size, sigma=cfg.smoothing_sigma)
+    peaks = find_peaks(arr[:NUM_KEYPOINTS], geometry, cfg.peak_threshold, cfg.max_candidates, cfg.subpixel)
+    scores = limb_pair_scores(arr[PAF_OFFSET:], peaks, geometry, cfg.num_samples, cfg.paf_threshold,
+                              cfg.min_above_fraction)
+    people = assemble_people(scores, peaks.starts, peaks.score, cfg.min_parts, cfg.min_mean_score)
+    return detections_from(peaks, people, geometry, map_pixels=image_size is None)
 
 
-def parse_pose_maps_batch(maps, image_size: tuple[int, int] | None = None,
-                          config: ParseConfig | None = None) -> list[PoseDetections]:
+def detections_from(peaks: Peaks, people: People, geometry: MapGeometry, map_pixels: bool = False) -> PoseDetections:
+    """:class:`PoseDetections` from candidates and assembled people (keypoints in output pixels,
+    or map pixels with ``map_pixels=True``), sorted by mean score, highest first."""
+    mean = people.totals / np.maximum(people.counts, 1e-12)
+    order = np.argsort(-mean, kind="stable")
+    slots = people.slots[order]
+    keypoints = np.zeros((len(slots), NUM_KEYPOINTS, 3), dtype=np.float32)
+    present = slots >= 0
+    idx = slots[present]
+    pos = peaks.xy[idx] + peaks.offset[idx]
+    if map_pixels:
+        pos = np.stack([geometry.to_map(pos[:, 0], 1), geometry.to_map(pos[:, 1], 0)], axis=1)
+    keypoints[present, :2] = pos
+    keypoints[present, 2] = np.maximum(peaks.score[idx], MIN_CONFIDENCE)
+    num_parts = present.sum(axis=1)
+    return PoseDetections(keypoints=keypoints, scores=mean[order].astype(np.float32),
+                          boxes=keypoint_boxes(keypoints), num_parts=num_parts.astype(np.int64))
+
+
+def parse_pose_maps_batch(maps, image_size: tuple[int, int] | None = None, config: ParseConfig | None = None,
+                          **geometry) -> list[PoseDetections]:
     """:func:`parse_pose_maps` over a batch ``(B, 56, h, w)``; one :class:`PoseDetections` per image."""
     if getattr(maps, "ndim", 0) != 4:
         raise ValueError(f"expected a batch of pose maps (B, {NUM_MAPS}, h, w), got shape {tuple(maps.shape)}")
-    return [parse_pose_maps(m, image_size, config) for m in maps]
-
-
-def _overlap(row1: np.ndarray, row2: np.ndarray) -> bool:
-    return bool(((row1 >= 0) & (row2 >= 0)).any())
+    return [parse_pose_maps(m, image_size, config, **geometry) for m in maps]
 
 
 def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
@@ -266,5 +183,5 @@ def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
-__all__ = ["ParseConfig", "PoseDetections", "find_peaks", "score_limb_candidates", "parse_pose_maps",
-           "parse_pose_maps_batch", "keypoint_boxes"]
+__all__ = ["ParseConfig", "PoseDetections", "parse_pose_maps", "parse_pose_maps_batch", "detections_from",
+           "keypoint_boxes"]

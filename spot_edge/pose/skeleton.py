@@ -128,6 +128,27 @@ def flip_pose_maps(maps: Any) -> Any:
     raise TypeError(f"flip_pose_maps expects a numpy array or a torch tensor, got {type(maps).__name__}")
 
 
+def clamp_pose_maps(maps: Any) -> Any:
+    """OpenPose's output ranges: keypoint maps to [0, 1], PAFs to [-1, 1].
+
+    ``maps``: numpy array or torch tensor ``(..., 56, H, W)``; returns a new one of the same type.
+    Parsing reads raw maps (see ``docs/pose-maps.md``); SPOT's inputs are clamped.
+    """
+    if maps.ndim < 3 or maps.shape[-3] != NUM_MAPS:
+        raise ValueError(f"clamp_pose_maps expects (..., {NUM_MAPS}, H, W) pose maps, got shape {tuple(maps.shape)}")
+    if isinstance(maps, np.ndarray):
+        out = np.array(maps, dtype=np.result_type(maps.dtype, np.float32), copy=True)
+        np.clip(out[..., :NUM_KEYPOINTS, :, :], 0.0, 1.0, out=out[..., :NUM_KEYPOINTS, :, :])
+        np.clip(out[..., NUM_KEYPOINTS:, :, :], -1.0, 1.0, out=out[..., NUM_KEYPOINTS:, :, :])
+        return out
+    import torch
+
+    if isinstance(maps, torch.Tensor):
+        return torch.cat([maps[..., :NUM_KEYPOINTS, :, :].clamp(0.0, 1.0),
+                          maps[..., NUM_KEYPOINTS:, :, :].clamp(-1.0, 1.0)], dim=-3)
+    raise TypeError(f"clamp_pose_maps expects a numpy array or a torch tensor, got {type(maps).__name__}")
+
+
 def flip_keypoints(keypoints: np.ndarray, image_width: int) -> np.ndarray:
     """Mirror keypoints ``(P, 18, 3)`` (x, y, visibility) of an image ``image_width`` pixels wide.
 
@@ -145,5 +166,5 @@ def flip_keypoints(keypoints: np.ndarray, image_width: int) -> np.ndarray:
 __all__ = [
     "NUM_KEYPOINTS", "NUM_LIMBS", "NUM_PAF_CHANNELS", "NUM_MAPS", "PAF_OFFSET", "KEYPOINT_NAMES",
     "LIMBS", "PAF_CHANNELS", "LIMB_NAMES", "KEYPOINT_FLIP", "LIMB_FLIP", "flip_permutation",
-    "flip_pose_maps", "flip_keypoints",
+    "flip_pose_maps", "clamp_pose_maps", "flip_keypoints",
 ]

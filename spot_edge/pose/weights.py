@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from spot_edge.pose.network import OpenPoseBody
+from spot_edge.hashing import sha256_bytes
+from spot_edge.pose.network import BACKBONE_LAYERS, OpenPoseBody, PoseNetConfig, get_pose_config, stage_layers
 
 _PORT_PREFIX = re.compile(r"^model\d+(_\d+)?\.")
 _STAGE_OF_KEY = re.compile(r"(?:_stage(\d+)_|conv5_\d_CPM_)")
@@ -140,6 +141,57 @@ def load_pose_weights(model: OpenPoseBody, source, strict: bool = True) -> LoadR
                       ignored_unexpected=[] if strict else unexpected, missing=[] if strict else missing)
 
 
+def expected_pose_shapes(config: str | PoseNetConfig = "openpose_coco") -> dict[str, tuple[int, ...]]:
+    """The state-dict keys and shapes of a configuration, from the layer tables (no model built)."""
+    cfg = get_pose_config(config)
+    layers = [(name, cin, cout, k) for name, cin, cout, k, _ in BACKBONE_LAYERS]
+    for stage in range(1, cfg.num_stages + 1):
+        for branch in (1, 2):
+            layers += list(stage_layers(stage, branch))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, cin, cout, k in layers:
+        shapes[f"{name}.weight"] = (cout, cin, k, k)
+        shapes[f"{name}.bias"] = (cout,)
+    return shapes
+
+
+def check_pose_state_dict(state_dict, config: str | PoseNetConfig = "openpose_coco") -> list[str]:
+    """What keeps ``state_dict`` (any key layout :func:`normalize_keys` knows) from being the
+    weights of ``config``: a list of problems (missing keys, unexpected keys, wrong shapes, not
+    floating point); empty when it fits."""
+    expected = expected_pose_shapes(config)
+    sd = normalize_keys(state_dict)
+    n_stages = get_pose_config(config).num_stages
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected and not (_STAGE_OF_KEY.search(k) and _stage_of(k) > n_stages)]
+    wrong = [f"{k}: {tuple(sd[k].shape)} instead of {expected[k]}" for k in expected
+             if k in sd and tuple(sd[k].shape) != expected[k]]
+    not_float = [k for k in expected if k in sd and not sd[k].is_floating_point()]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes ({len(wrong)}): {_summarise(wrong, 4)}")
+    if not_float:
+        problems.append(f"not floating point ({len(not_float)}): {_summarise(not_float)}")
+    return problems
+
+
+def pose_weights_fingerprint(state_dict) -> str:
+    """SHA-256 of the weights themselves (flat key names, dtypes, shapes and values in key order),
+    independent of the file they came from: the same weights read from ``.pth``, ``.caffemodel``
+    or ``.safetensors`` have one fingerprint. Recorded in exported graphs and checked at load."""
+    sd = normalize_keys(state_dict)
+    digests = []
+    for key in sorted(sd):
+        t = sd[key].detach().to("cpu").contiguous()
+        header = f"{key}|{str(t.dtype)}|{tuple(t.shape)}|".encode()
+        digests.append(sha256_bytes(header + t.view(-1).view(torch.uint8).numpy().tobytes()))
+    return sha256_bytes("\n".join(digests).encode())
+
+
 def save_pose_weights(state_dict, path) -> Path:
     """Write flat-key weights as ``.safetensors`` or ``.pth`` (by suffix)."""
     path = Path(path)
@@ -157,4 +209,4 @@ def save_pose_weights(state_dict, path) -> Path:
 
 
 __all__ = ["PoseWeightsError", "LoadReport", "read_pose_state_dict", "normalize_keys", "load_pose_weights",
-           "save_pose_weights"]
+           "expected_pose_shapes", "check_pose_state_dict", "pose_weights_fingerprint", "save_pose_weights"]

@@ -1,0 +1,112 @@
+"""Post-processing where the maps are: the torch parser and tensor crops (run here on the CPU
+device) against the numpy parser, the reference model of the original, and the numpy crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pose_reference import assert_same_people, reference_parse
+from pose_scenes import SCENE_KINDS, scene
+from spot_edge.pose.crop import CropSpec, crop_people
+from spot_edge.pose.device_parse import parse_pose_batch, parse_pose_maps_torch
+from spot_edge.pose.parse import ParseConfig, parse_pose_maps
+from spot_edge.preprocessing import PreprocessSpec
+
+FRAME = (368, 656)
+
+
+def assert_identical(a, b) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    np.testing.assert_array_equal(a.num_parts, b.num_parts)
+
+
+@pytest.mark.parametrize("kind", SCENE_KINDS)
+def test_torch_parser_equals_the_numpy_parser_on_a_batch(kind):
+    scenes = [scene(kind, seed, n=n)[0] for seed, n in ((1, 1), (2, 6), (3, 12))]
+    scenes.append(np.zeros_like(scenes[0]))  # nobody
+    found = parse_pose_maps_torch(torch.from_numpy(np.stack(scenes)), FRAME)
+    assert len(found) == 4 and len(found[3]) == 0
+    for maps, got in zip(scenes, found):
+        assert_identical(got, parse_pose_maps(maps, FRAME))
+
+
+def test_torch_parser_agrees_with_the_original():
+    maps, _ = scene("strong", 5, n=8)
+    ref_kp, ref_scores = reference_parse(maps, FRAME, (362, 650), (543, 975))
+    (found,) = parse_pose_maps_torch(torch.from_numpy(maps), FRAME, valid_size=(362, 650), output_size=(543, 975))
+    assert_same_people(found, ref_kp, ref_scores)
+
+
+@pytest.mark.parametrize("config", [ParseConfig(subpixel=False), ParseConfig(peak_threshold=0.3, min_parts=8),
+                                    ParseConfig(max_candidates=2)])
+def test_torch_parser_follows_the_config_and_map_pixels(config):
+    maps, _ = scene("noisy", 9, n=5)
+    (got,) = parse_pose_maps_torch(torch.from_numpy(maps), None, config)
+    assert_identical(got, parse_pose_maps(maps, None, config))
+
+
+def test_parse_pose_batch_uses_numpy_on_the_host_and_checks_shapes():
+    maps, _ = scene("rendered", 3, n=4)
+    for given in (maps, torch.from_numpy(maps), maps[None]):
+        (got,) = parse_pose_batch(given, FRAME)
+        assert_identical(got, parse_pose_maps(maps, FRAME))
+    with pytest.raises(ValueError, match="56"):
+        parse_pose_maps_torch(torch.zeros(1, 55, 8, 8))
+    with pytest.raises(TypeError, match="torch tensor"):
+        parse_pose_maps_torch(maps)
+
+
+def test_tensor_crops_equal_numpy_crops_and_network_input(rng):
+    maps, _ = scene("rendered", 6, n=3)
+    people = parse_pose_maps(maps, FRAME)
+    frame = rng.integers(0, 256, (*FRAME, 3), dtype=np.uint8)
+    spec = CropSpec(expand=0.1)
+    on_host = crop_people(frame, people.boxes, maps=maps, spec=spec)
+    frame_t = torch.from_numpy(frame).permute(2, 0, 1).contiguous()
+    on_device = crop_people(frame_t, people.boxes, maps=torch.from_numpy(maps), spec=spec)
+    np.testing.assert_allclose(on_device.images.round().clamp(0, 255).permute(0, 2, 3, 1).numpy(),
+                               on_host.images, atol=0)
+    torch.testing.assert_close(on_device.maps, on_host.maps)
+    # the embedder's input straight from the frame, the same as normalising the uint8 crops
+    pre = PreprocessSpec()
+    expected = pre.batch(list(on_host.images))
+    for source in (frame, frame_t):
+        got = crop_people(source, people.boxes, spec=spec, preprocessing=pre).images
+        got = got.numpy() if isinstance(got, torch.Tensor) else got
+        assert got.shape == expected.shape and got.dtype == np.float32
+        assert np.abs(got - expected).max() <= 0.5 / 255 / min(pre.std) + 1e-5  # the uint8 rounding
+    assert crop_people(frame, np.zeros((0, 4)), preprocessing=pre).images.shape == (0, 3, 288, 144)
+    # a small frame: the frame is normalised before sampling (fewer pixels than the crops)
+    small = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    boxes = [[-10, 0, 30, 70], [20, 10, 44, 60]]
+    expected = pre.batch(list(crop_people(small, boxes, spec=CropSpec(pad_value=9)).images))
+    got = crop_people(small, boxes, spec=CropSpec(pad_value=9), preprocessing=pre).images
+    assert np.abs(got - expected).max() <= 0.5 / 255 / min(pre.std) + 1e-5
+
+
+def test_map_crops_with_per_axis_strides_equal_maps_of_the_resized_frame():
+    """A frame resized with different x and y factors for the network: cropping the original
+    frame with (y, x) strides reads the same map pixels as cropping the resized frame."""
+    maps, _ = scene("rendered", 8, n=2)  # maps of a 368x656 network input
+    people = parse_pose_maps(maps, FRAME)
+    sy, sx = 2.0, 1.5  # the original frame was 736x984
+    boxes = people.boxes * np.array([sx, sy, sx, sy])
+    from_original = crop_people(np.zeros((736, 984, 3), np.uint8), boxes, maps=maps, stride=(8 * sy, 8 * sx),
+                                spec=CropSpec(height=288, width=108, map_height=36, map_width=18))  # aspect x sy/sx
+    from_resized = crop_people(np.zeros((*FRAME, 3), np.uint8), people.boxes, maps=maps, stride=8,
+                               spec=CropSpec(height=288, width=144, map_height=36, map_width=18))
+    np.testing.assert_allclose(from_original.regions, from_resized.regions * np.array([sx, sy, sx, sy]), rtol=1e-5)
+    torch.testing.assert_close(from_original.maps, from_resized.maps, atol=1e-4, rtol=0)
+
+
+def test_map_crops_are_clamped_to_openposes_ranges():
+    maps, _ = scene("strong", 2, n=2)
+    people = parse_pose_maps(maps, FRAME)
+    frame = np.zeros((*FRAME, 3), np.uint8)
+    clamped = crop_people(frame, people.boxes, maps=maps).maps
+    raw = crop_people(frame, people.boxes, maps=maps, clamp_maps=False).maps
+    assert raw[:, :18].max() > 1.05 and clamped[:, :18].max() <= 1.0 and clamped[:, 18:].abs().max() <= 1.0
