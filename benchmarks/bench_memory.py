@@ -192,10 +192,11 @@ def run_child(args) -> None:
         embedder = create_embedder(model, backend="pytorch", device=str(device), fp16=args.fp16)
         rec.stage(f"SPOT model ({args.preset})", parameters_m=params / 1e6)
 
-    from spot_edge.pose.network import PoseEstimator, RandomWeightsWarning
+    from spot_edge.pose.estimators import TorchPoseEstimator
+    from spot_edge.pose.network import RandomWeightsWarning
 
     warnings.simplefilter("ignore", RandomWeightsWarning)  # random weights: memory only
-    estimator = PoseEstimator(config=args.pose, device=device)
+    estimator = TorchPoseEstimator(config=args.pose, device=device)
     params = sum(p.numel() for p in estimator.model.parameters())
     fp16_pose = args.fp16 and device.type == "cuda"  # autocast, as bench_pose.py measures it
     rec.stage(f"pose network ({args.pose})", parameters_m=params / 1e6)

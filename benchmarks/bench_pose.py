@@ -1,15 +1,20 @@
 """Pose benchmarks: host-side post-processing per frame, ONNX Runtime vs PyTorch, network cost.
 
 Random weights are fine for timing (the RandomWeightsWarning is silenced here); the maps of the
-host-side section are rendered from generated crowds, so parsing finds real people.
+host-side section are rendered from generated crowds, so parsing finds real people. The host side
+is what the issue counts per frame apart from the networks: parse (peaks, limbs, grouping) and
+boxes, the crops as the embedder's normalised input plus the 56-map crops, and the search of the
+people's embeddings in a gallery (1,000 entries of the other modality, exact numpy, k = 5).
 
-    python benchmarks/bench_pose.py host                     # parse + crops + network input, 1/10/30 people
+    python benchmarks/bench_pose.py host                     # parse + crops + search, 1/10/30 people
+    python benchmarks/bench_pose.py host --maps noisy        # maps with network-like noise
     python benchmarks/bench_pose.py backends --rounds 3      # ONNX Runtime vs torch eager, CPU, 368x656
     python benchmarks/bench_pose.py network                  # full + lite per frame and per crop
     python benchmarks/bench_pose.py agreement --weights body_pose_model.pth --images frames/
 
-``host`` runs on one thread (torch, OpenCV and BLAS); ``backends`` times the two backends
-alternately with the same thread count and prints their ratio. ``agreement`` compares the lite
+``host`` runs on one thread (torch, OpenCV and BLAS) and reports wall-clock and CPU-time medians
+(on a loaded machine the CPU time of the thread is the steadier figure); ``backends`` times the two
+backends alternately with the same thread count and prints their ratio. ``agreement`` compares the lite
 network's people (3 stages) with the full network's (6 stages) on real frames; with random
 weights that comparison means nothing, so it needs a weights file.
 """
@@ -63,15 +68,34 @@ def _print_table(title: str, rows: list[dict], fmt: dict[str, str]) -> None:
 
 # ----------------------------------------------------------------------------- host side
 
-def bench_host(frame_hw, people_counts, repeats: int) -> list[dict]:
-    """Per frame: parse (numpy) and boxes; image crops as the embedder's input plus map crops (one
-    call); and, timed alternately for comparison, the two-step path (uint8 crops, then
-    PreprocessSpec.batch)."""
+def _network_like(maps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rendered maps plus smooth and pixel noise (more candidates, as a network's output has)."""
     import cv2
 
-    from spot_edge.pipeline.pose_sources import expand_keypoint_boxes
+    smooth = np.stack([cv2.GaussianBlur(c, (0, 0), 1.2) for c in rng.normal(0, 1, maps.shape).astype(np.float32)])
+    return (maps + 0.06 * smooth + rng.normal(0, 0.015, maps.shape)).astype(np.float32)
+
+
+def _gallery(n: int, dim: int, rng: np.random.Generator):
+    from spot_edge.gallery import Gallery
+
+    g = Gallery(embedding_dim=dim)
+    g.add(rng.standard_normal((n, dim), dtype=np.float32), identities=[f"p{i}" for i in range(n)],
+          modality="infrared", camera="cam", timestamps=0.0)
+    return g
+
+
+def bench_host(frame_hw, people_counts, repeats: int, maps_kind: str, gallery_size: int,
+               gallery_dims: list[int]) -> tuple[list[dict], list[dict]]:
+    """Per frame, on one thread: parse (numpy) and boxes; the crops as the embedder's input and the
+    map crops (:func:`~spot_edge.pose.crop.crop_people`, OpenCV on the host); the gallery search
+    of the people's embeddings (exact numpy, ``gallery_size`` entries of the other modality).
+    Returns the medians by wall clock and by this thread's CPU time (a loaded machine inflates
+    the first)."""
+    import cv2
+
     from spot_edge.pose.crop import CropSpec, crop_people
-    from spot_edge.pose.parse import parse_pose_maps
+    from spot_edge.pose.parse import expand_keypoint_boxes, parse_pose_maps
     from spot_edge.preprocessing import PreprocessSpec
 
     torch.set_num_threads(1)
@@ -79,32 +103,47 @@ def bench_host(frame_hw, people_counts, repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     h8, w8 = -(-frame_hw[0] // 8), -(-frame_hw[1] // 8)
     spec, crop_spec = PreprocessSpec(), CropSpec()
-    rows = []
+    galleries = {d: _gallery(gallery_size, d, rng) for d in gallery_dims}
+    clocks = {"wall": time.perf_counter, "cpu": time.thread_time}
+    tables = {name: [] for name in clocks}
     for n in people_counts:
         maps = render_pose_maps(crowd(n, frame_hw, rng), (h8 * 8, w8 * 8), (h8, w8))
+        if maps_kind == "noisy":
+            maps = _network_like(maps, rng)
         frame = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
-        parse_t, crops_t, twostep_t = [], [], []
+        queries = {d: rng.standard_normal((n, d), dtype=np.float32) for d in gallery_dims}
+        times = {name: {k: [] for k in ["parse", "crops", *(f"search_{d}" for d in gallery_dims)]} for name in clocks}
         found = 0
-        for _ in range(repeats + 1):  # the first round warms up
-            t0 = time.perf_counter()
+        for r in range(repeats + 1):  # the first round warms up
+            marks = []
+            stamp = lambda: marks.append({name: clock() for name, clock in clocks.items()})  # noqa: E731
+            stamp()
             det = parse_pose_maps(maps, image_size=(h8 * 8, w8 * 8), valid_size=frame_hw)
             boxes = expand_keypoint_boxes(det.boxes, 0.15, frame_hw)
-            t1 = time.perf_counter()
+            stamp()
             crops = crop_people(frame, boxes, maps=maps, spec=crop_spec, preprocessing=spec)
-            t2 = time.perf_counter()
-            old = crop_people(frame, boxes, maps=maps, spec=crop_spec)
-            old_input = spec.batch(list(old.images))
-            t3 = time.perf_counter()
-            parse_t.append(t1 - t0)
-            crops_t.append(t2 - t1)
-            twostep_t.append(t3 - t2)
+            stamp()
+            for d in gallery_dims:
+                galleries[d].search(queries[d][:len(det)], "visible", k=5, backend="numpy")
+                stamp()
             found = len(det)
-            assert crops.images.shape == old_input.shape
-        parse_t, crops_t, twostep_t = parse_t[1:], crops_t[1:], twostep_t[1:]
-        total = [a + b for a, b in zip(parse_t, crops_t)]
-        rows.append({"people": n, "found": found, "parse_ms": _median_ms(parse_t), "crops_ms": _median_ms(crops_t),
-                     "total_ms": _median_ms(total), "crops_two_step_ms": _median_ms(twostep_t)})
-    return rows
+            assert crops.images.shape == (found, 3, 288, 144) and crops.maps.shape == (found, 56, 36, 18)
+            if r == 0:
+                continue
+            for name in clocks:
+                keys = list(times[name])
+                for i, key in enumerate(keys):
+                    times[name][key].append(marks[i + 1][name] - marks[i][name])
+        for name in clocks:
+            t = times[name]
+            row = {"people": n, "found": found, "parse_ms": _median_ms(t["parse"]), "crops_ms": _median_ms(t["crops"])}
+            for d in gallery_dims:
+                row[f"search_{d}d_ms"] = _median_ms(t[f"search_{d}"])
+            for d in gallery_dims:
+                total = [a + b + c for a, b, c in zip(t["parse"], t["crops"], t[f"search_{d}"])]
+                row[f"total_{d}d_ms"] = _median_ms(total)
+            tables[name].append(row)
+    return tables["wall"], tables["cpu"]
 
 
 # ----------------------------------------------------------------------------- backends
@@ -214,14 +253,20 @@ def main(argv=None) -> None:
     p.add_argument("--weights", type=Path, help="body_pose_model.pth (agreement)")
     p.add_argument("--images", type=Path, help="folder of frames (agreement)")
     p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--maps", choices=["rendered", "noisy"], default="rendered", help="host: maps of the crowd")
+    p.add_argument("--gallery-size", type=int, default=1000, help="host: gallery entries searched")
+    p.add_argument("--gallery-dims", type=int, nargs="+", default=[256, 2048], help="host: embedding sizes")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", RandomWeightsWarning)
     print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.section == "host":
-        _print_table(f"Host side per frame, {args.frame[0]}x{args.frame[1]}, one thread (median of {args.repeats})",
-                     bench_host(args.frame, args.people, args.repeats),
-                     {k: "{:.2f}" for k in ("parse_ms", "crops_ms", "total_ms", "crops_two_step_ms")})
+        wall, cpu = bench_host(args.frame, args.people, args.repeats, args.maps, args.gallery_size, args.gallery_dims)
+        what = (f"{args.frame[0]}x{args.frame[1]} frame, {args.maps} maps, gallery of {args.gallery_size}, one thread, "
+                f"median of {args.repeats}")
+        fmt = {k: "{:.2f}" for k in wall[0] if k.endswith("_ms")}
+        _print_table(f"Host side per frame, wall clock ({what})", wall, fmt)
+        _print_table(f"Host side per frame, CPU time of the thread ({what})", cpu, fmt)
     elif args.section == "backends":
         rows = []
         for config in args.config:

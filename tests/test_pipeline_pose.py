@@ -80,7 +80,7 @@ def test_openpose_source_scales_back_to_the_frame():
     src = OpenPoseSource(est, max_height=240)
     result = src(Frame("c", "visible", 0, 0.0, np.zeros((*full, 3), np.uint8)))
     assert est.calls == [(240, 320)]  # downscaled for the network
-    assert result.stride == pytest.approx(16.0) and result.maps.shape == (56, 30, 40)
+    assert result.stride == pytest.approx((16.0, 16.0)) and result.maps.shape == (56, 30, 40)
     assert len(result.people) == 2
     found = sorted(result.people, key=lambda p: p.box[0])
     for person, truth in zip(found, kp):
@@ -96,16 +96,82 @@ def test_openpose_source_with_the_network():
     """The real (1-stage, random-weight) network: shapes and plumbing only."""
     import warnings
 
-    from spot_edge.pipeline.pose_sources import OpenPoseSource
-    from spot_edge.pose.network import OpenPoseBody, PoseEstimator, with_stages
+    from spot_edge.pose.estimators import TorchPoseEstimator
+    from spot_edge.pose.network import OpenPoseBody, with_stages
 
-    est = PoseEstimator(OpenPoseBody(with_stages("openpose_coco", 1)))
+    est = TorchPoseEstimator(OpenPoseBody(with_stages("openpose_coco", 1)), device="cpu")
     frame = Frame("c", "infrared", 0, 0.0, np.random.default_rng(0).integers(0, 255, (100, 130, 3), dtype=np.uint8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = OpenPoseSource(est, max_height=64)(frame)
-    assert result.maps.shape == (56, 8, 11) and result.stride == pytest.approx(8 * 100 / 64)
+    assert result.maps.shape == (56, 8, 11) and isinstance(result.maps, np.ndarray)  # CPU maps: host path
+    assert result.stride == pytest.approx((8 * 100 / 64, 8 * 130 / 83))  # (y, x): 130 -> 83 columns
     assert isinstance(result.people, list)
+
+
+@pytest.mark.parametrize("full", [(480, 640), (450, 700)])
+def test_device_and_host_post_processing_give_the_same_people_and_crops(full):
+    """The GPU path (torch parser, tensor crops) run on the CPU device against the host path
+    (numpy parser, OpenCV crops), for a frame resized for the network (per-axis strides)."""
+    import torch
+
+    kp = standing_people([150, 330, 520], [40, 60, 30], [380, 360, 400])
+    frame = Frame("c", "visible", 0, 0.0, np.random.default_rng(1).integers(0, 255, (*full, 3), dtype=np.uint8))
+    results = {}
+    for where in ("device", "host"):
+        results[where] = OpenPoseSource(RenderingEstimator(kp, full), max_height=240, post_processing=where)(frame)
+    device, host = results["device"], results["host"]
+    assert isinstance(device.maps, torch.Tensor) and isinstance(host.maps, np.ndarray)
+    assert device.stride == host.stride and len(host.people) == 3
+    assert len(device.people) == len(host.people)
+    for a, b in zip(device.people, host.people):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+    for person, truth in zip(sorted(host.people, key=lambda p: p.box[0]), kp):
+        assert np.abs(person.keypoints[:, :2] - truth[:, :2]).max() < 5.0  # in frame pixels
+    prep = FakeEmbedder().preprocessing
+    images_d, maps_d = crop_frame(frame.image, device, prep)
+    images_h, maps_h = crop_frame(frame.image, host, prep)
+    assert images_d.dtype == images_h.dtype == np.float32 and images_d.shape == images_h.shape == (3, 3, 64, 32)
+    assert np.abs(images_d - images_h).max() <= 1.5 / 255 / min(prep.std)  # OpenCV's rounding
+    np.testing.assert_allclose(maps_d, maps_h, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="post_processing"):
+        OpenPoseSource(RenderingEstimator(kp, full), post_processing="gpu")
+
+
+def test_pipeline_with_onnx_runtime_pose_finds_the_same_people_as_with_pytorch(tmp_path):
+    """Generated weights, tiny frames: the whole pipeline with the pose network on ONNX Runtime and
+    on PyTorch (both on the CPU) reports the same people."""
+    import cv2
+
+    from pose_networks import LOOSE, scaled_random_network
+    from spot_edge.pipeline import CameraInput, Pipeline, PipelineConfig, open_source
+    from spot_edge.pipeline.events import read_events
+    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.pose.onnx_export import export_pose_onnx
+
+    model = scaled_random_network()
+    graph = export_pose_onnx(model, tmp_path / "pose.onnx", sample_hw=(32, 48))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, (90, 140, 3), dtype=np.uint8))
+    people = {}
+    for backend, source in (("pytorch", model), ("onnxruntime", graph)):
+        pose = OpenPoseSource(create_pose_estimator(source, device="cpu"), max_height=64, parse_config=LOOSE)
+        cfg = PipelineConfig(write_video=False, min_box_height=1.0)
+        Pipeline([CameraInput("cam", "visible", open_source(str(folder)), pose)], FakeEmbedder(), None, cfg,
+                 output_dir=tmp_path / backend).run(handle_signals=False)
+        people[backend] = {}
+        for e in read_events(tmp_path / backend / "events.jsonl"):
+            people[backend].setdefault(e["frame_index"], []).append(e["box"])
+    assert sorted(people["pytorch"]) == sorted(people["onnxruntime"]) == [0, 1, 2]
+    for index, boxes in people["pytorch"].items():
+        other = np.asarray(people["onnxruntime"][index])
+        assert len(boxes) == len(other) > 0
+        for box in boxes:  # each box has its twin (a near-tie peak of random maps may move 1 px)
+            assert np.abs(other - np.asarray(box)).max(axis=1).min() <= 2.5
 
 
 def test_openpose_source_missing_weights(tmp_path):

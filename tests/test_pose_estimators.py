@@ -19,24 +19,15 @@ from spot_edge.pose.estimators import (
     create_pose_estimator,
     resolve_pose_backend,
 )
-from spot_edge.pose.network import OpenPoseBody, PoseNetConfig, RandomWeightsWarning
+from pose_networks import LOOSE, ONE_STAGE, scaled_random_network
+from spot_edge.pose.network import PoseNetConfig, RandomWeightsWarning
 from spot_edge.pose.onnx_export import PoseGraphError, export_pose_onnx, read_pose_onnx_info
-from spot_edge.pose.parse import ParseConfig
-from spot_edge.pose.weights import load_pose_weights, pose_weights_fingerprint, save_pose_weights
-
-ONE_STAGE = PoseNetConfig(name="test_1stage", num_stages=1)
-LOOSE = ParseConfig(min_parts=2, min_mean_score=0.0)  # people out of random maps
+from spot_edge.pose.weights import pose_weights_fingerprint, save_pose_weights
 
 
 @pytest.fixture(scope="module")
 def model():
-    """Random weights, "loaded", with the output layers scaled so that the maps reach the
-    parser's thresholds (random maps are otherwise below 0.1)."""
-    torch.manual_seed(0)
-    net = OpenPoseBody(ONE_STAGE).eval()
-    weights = {k: v * 30 if k.startswith("conv5_5_CPM") else v.clone() for k, v in net.state_dict().items()}
-    load_pose_weights(net, weights)
-    return net
+    return scaled_random_network()
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,7 @@ def test_one_pose_pass_serves_every_person(scene, rng):
         assert np.abs(found.keypoints[0, :, :2] - expected[:, :2]).max() < 2.0
         # and it agrees with rendering the crop's maps directly from the keypoints
         rendered = render_pose_maps(expected[None], (288, 144), (36, 18))
-        assert np.abs(crops.maps[i][:18].numpy() - rendered[:18]).max() < 0.35
+        assert np.abs(crops.maps[i][:18] - rendered[:18]).max() < 0.35
 
 
 def test_crop_edge_cases(scene, rng):
@@ -145,6 +145,9 @@ def test_crop_edge_cases(scene, rng):
     custom = crop_people(frame, [[0, 0, 50, 100]], maps=maps, spec=CropSpec(height=256, width=128, map_height=64,
                                                                          map_width=32))
     assert custom.images.shape == (1, 256, 128, 3) and custom.maps.shape == (1, 56, 64, 32)
+    for source, m in ((frame, maps), (torch.from_numpy(frame).permute(2, 0, 1), torch.from_numpy(maps))):
+        away = crop_people(source, [[-500, -900, -400, -700], [900, 0, 990, 180]], maps=m, spec=CropSpec(pad_value=5))
+        assert (np.asarray(away.images) == 5).all() and not np.asarray(away.maps).any()  # outside: padding
     with pytest.raises(ValueError, match="wrong stride"):
         crop_people(frame, [[0, 0, 50, 100]], maps=maps, stride=4)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):

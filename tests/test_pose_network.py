@@ -244,10 +244,6 @@ def test_pose_estimator_returns_raw_56_maps_at_stride_8(rng):
     torch.testing.assert_close(clamped[:, 18:], maps[:, 18:].clamp(-1, 1))
     people = est.detect(_bgr(rng, 50, 34))
     assert people.keypoints.shape[1:] == (18, 3)
-    # the old name still serves callers that import it from the network module
-    from spot_edge.pose.network import PoseEstimator
-
-    assert PoseEstimator is TorchPoseEstimator
 
 
 def test_lite_network_is_the_first_three_stages_of_the_full_one(port_model, rng):

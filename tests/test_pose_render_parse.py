@@ -158,6 +158,25 @@ def test_parse_empty_and_noise(rng):
         parse_pose_maps(np.zeros((2, 56, 10, 10)))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_map_values_read_as_nothing(rng, bad):
+    """A non-finite value (a broken network output) is read as 0, by both parsers."""
+    import torch
+
+    from spot_edge.pose.device_parse import parse_pose_maps_torch
+
+    truth = make_people(rng, [100], [20], [300])
+    maps = render_pose_maps(truth, (368, 200), (46, 25))
+    clean = parse_pose_maps(maps, (368, 200))
+    spoiled = maps.copy()
+    spoiled[3, 40, 2] = bad  # far from the person
+    spoiled[30, 0, 24] = bad
+    torch_found = parse_pose_maps_torch(torch.from_numpy(spoiled), (368, 200))[0]
+    for found in (parse_pose_maps(spoiled, (368, 200)), torch_found):
+        assert len(found) == len(clean) == 1
+        np.testing.assert_allclose(found.keypoints, clean.keypoints, atol=1e-4)
+
+
 def test_find_peaks_locates_a_blob_between_pixels_and_at_the_edge():
     """One rendered keypoint between map pixels, one on the frame edge: each gives one peak at its
     position (frame pixels), its confidence read at the peak (not at the nearest map pixel)."""

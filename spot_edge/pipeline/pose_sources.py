@@ -7,8 +7,8 @@ are taken by :func:`spot_edge.pose.crop.crop_people`.
 
 Two implementations:
 
-- :class:`OpenPoseSource`: the OpenPose COCO network (weights file from the user), then parsing
-  (peaks + PAF grouping).
+- :class:`OpenPoseSource`: the OpenPose COCO network (any pose estimator: PyTorch, ONNX Runtime,
+  TensorRT), then parsing (peaks + PAF grouping) where the maps are.
 - :class:`KeypointFileSource`: keypoints supplied by another detector, one JSON line per frame,
   rendered into maps with :func:`spot_edge.pose.render.render_pose_maps`. Also
   :class:`KeypointCallableSource` for a detector called in-process.
@@ -52,14 +52,17 @@ class PoseResult:
 
     Attributes:
         people: the people found.
-        maps: ``(56, h, w)`` float32 maps of the whole frame (numpy or torch), covering frame
-            pixels ``[stride * j, stride * (j + 1))`` with map pixel ``j``; ``None`` if no person.
-        stride: frame pixels per map pixel.
+        maps: ``(56, h, w)`` float32 maps of the whole frame, covering frame pixels
+            ``[stride * j, stride * (j + 1))`` with map pixel ``j``: numpy (cropped on the host), or
+            a tensor (cropped on its device, e.g. the GPU the pose network ran on,
+            :func:`spot_edge.pipeline.stages.crop_frame`); ``None`` if no person.
+        stride: frame pixels per map pixel, one for both axes or ``(y, x)`` (a frame resized for
+            the network with different factors along the two axes).
     """
 
     people: list[Person]
     maps: object | None
-    stride: float = float(DEFAULT_STRIDE)
+    stride: float | tuple[float, float] = float(DEFAULT_STRIDE)
 
 
 @runtime_checkable
@@ -69,29 +72,11 @@ class PoseSource(Protocol):
     def __call__(self, frame: Frame) -> PoseResult: ...
 
 
-def expand_keypoint_boxes(boxes: np.ndarray, margin: float, image_size: tuple[int, int]) -> np.ndarray:
-    """Grow tight keypoint boxes ``(N, 4)`` by ``margin`` of their size on each side (keypoint boxes
-    miss the top of the head and the feet), clipped to the frame."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    if len(b) == 0:
-        return b
-    w = np.maximum(b[:, 2] - b[:, 0], 1.0)
-    h = np.maximum(b[:, 3] - b[:, 1], 1.0)
-    b[:, 0] -= margin * w
-    b[:, 2] += margin * w
-    b[:, 1] -= margin * h
-    b[:, 3] += margin * h
-    hh, ww = image_size
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, ww)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, hh)
-    return b
-
-
 def people_from_keypoints(keypoints, image_size: tuple[int, int], boxes=None, scores=None,
                           box_margin: float = 0.15, min_parts: int = 1) -> list[Person]:
     """People from ``(P, 18, 3)`` keypoints: boxes from the keypoints (grown by ``box_margin``) unless
     given; people with fewer than ``min_parts`` keypoints are dropped."""
-    from spot_edge.pose.parse import keypoint_boxes
+    from spot_edge.pose.parse import expand_keypoint_boxes, keypoint_boxes
     from spot_edge.pose.render import as_keypoint_array
 
     kp = as_keypoint_array(keypoints).astype(np.float32)
@@ -114,8 +99,8 @@ def people_from_keypoints(keypoints, image_size: tuple[int, int], boxes=None, sc
 def render_frame_maps(people: list[Person], image_size: tuple[int, int], stride: int = DEFAULT_STRIDE) -> np.ndarray:
     """``(56, ceil(H/stride), ceil(W/stride))`` maps of a frame rendered from its people's keypoints.
 
-    The maps cover the frame padded to a multiple of ``stride`` (the convention of
-    :class:`spot_edge.pose.network.PoseEstimator` and :func:`spot_edge.pose.crop.crop_people`).
+    The maps cover the frame padded to a multiple of ``stride`` (the convention of the pose
+    estimators, :mod:`spot_edge.pose.estimators`, and of :func:`spot_edge.pose.crop.crop_people`).
     """
     from spot_edge.pose.render import render_pose_maps
 
@@ -125,56 +110,96 @@ def render_frame_maps(people: list[Person], image_size: tuple[int, int], stride:
     return render_pose_maps(kp, (mh * stride, mw * stride), (mh, mw))
 
 
+POST_PROCESSING = ("auto", "device", "host")
+
+
 class OpenPoseSource:
     """The OpenPose network on the full frame, then parsing into people.
 
+    Any :class:`~spot_edge.pose.estimators.PoseEstimator` runs the network (PyTorch, ONNX
+    Runtime, TensorRT; :func:`~spot_edge.pose.estimators.create_pose_estimator`). The maps are
+    parsed with the frame's geometry (padded network input, resized frame, original frame), so
+    keypoints come back in frame pixels whatever the resize, and the result says where the crops
+    are made (:func:`spot_edge.pipeline.stages.crop_frame`):
+
+    - ``post_processing="device"``: the torch parser on the maps' device
+      (:func:`~spot_edge.pose.device_parse.parse_pose_maps_torch`); the maps stay there as a
+      tensor and the crops are made there too, so only keypoints and crops reach the host;
+    - ``"host"``: the numpy parser and OpenCV crops (maps copied to the host when needed);
+    - ``"auto"`` (default): ``"device"`` for maps on a GPU (PyTorch, TensorRT), ``"host"`` for
+      maps on the host (ONNX Runtime, PyTorch on the CPU). ``"device"`` on the CPU is the
+      reference for the GPU path, not a faster CPU path.
+
     Args:
-        estimator: a :class:`spot_edge.pose.network.PoseEstimator` (e.g. ``PoseEstimator.from_weights(path)``).
+        estimator: a pose estimator (or any ``frame -> (1, 56, h, w)`` maps callable).
         max_height: frames taller than this are downscaled before the network (OpenPose's usual net
-            height is 368); keypoints, boxes and the maps' stride refer to the original frame.
+            height is 368); keypoints, boxes and the maps' ``(y, x)`` strides refer to the
+            original frame.
         parse_config: :class:`spot_edge.pose.parse.ParseConfig` (thresholds).
         box_margin: fraction by which keypoint boxes are grown on each side.
         min_score: people with a lower OpenPose score are ignored.
+        post_processing: where maps are parsed and cropped, see above.
     """
 
     def __init__(self, estimator, max_height: int | None = 368, parse_config=None, box_margin: float = 0.15,
-                 min_score: float = 0.0) -> None:
+                 min_score: float = 0.0, post_processing: str = "auto") -> None:
+        if post_processing not in POST_PROCESSING:
+            raise ValueError(f"post_processing must be one of {POST_PROCESSING}, got {post_processing!r}")
         self.estimator = estimator
         self.max_height = max_height
         self.parse_config = parse_config
         self.box_margin = box_margin
         self.min_score = min_score
+        self.post_processing = post_processing
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "cpu", **kwargs) -> "OpenPoseSource":
-        from spot_edge.pose.network import PoseEstimator
+    def from_weights(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
+                     config: str = "openpose_coco", **kwargs) -> "OpenPoseSource":
+        """The source for a weights file, a pose graph (``.onnx``) or an engine, on ``backend``
+        (:func:`~spot_edge.pose.estimators.create_pose_estimator`); ``kwargs`` go to the source."""
+        from spot_edge.pose.estimators import create_pose_estimator
 
         if not Path(path).exists():
             raise FileNotFoundError(
                 f"OpenPose weights not found: {path}; pass the CMU body model (body_pose_model.pth or "
                 "pose_iter_440000.caffemodel), or use keypoints from another detector (--*-keypoints)")
-        return cls(PoseEstimator.from_weights(path, device=device), **kwargs)
+        return cls(create_pose_estimator(path, backend=backend, device=device, config=config), **kwargs)
+
+    def network_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """``(h', w')`` the network sees for a frame of ``frame_hw``."""
+        h, w = frame_hw
+        if self.max_height and h > self.max_height:
+            return self.max_height, max(8, round(w * self.max_height / h))
+        return h, w
 
     def __call__(self, frame: Frame) -> PoseResult:
         import cv2
+        import torch
 
+        from spot_edge.pose.device_parse import parse_pose_maps_torch
         from spot_edge.pose.parse import parse_pose_maps
 
         image = frame.image
         h, w = image.shape[:2]
-        scale = 1.0
-        if self.max_height and h > self.max_height:
-            scale = self.max_height / h
-            image = cv2.resize(image, (max(8, round(w * scale)), self.max_height), interpolation=cv2.INTER_AREA)
-        maps = self.estimator(image)[0]  # (56, ceil(h'/8), ceil(w'/8)) tensor
-        hp, wp = maps.shape[1] * 8, maps.shape[2] * 8
-        det = parse_pose_maps(maps, image_size=(hp, wp), config=self.parse_config)
-        kp = det.keypoints.copy()
-        present = kp[..., 2] > 0
-        kp[..., :2] = np.where(present[..., None], (kp[..., :2] + 0.5) / scale - 0.5, 0.0)
-        people = [p for p in people_from_keypoints(kp, (h, w), scores=det.scores, box_margin=self.box_margin)
-                  if p.score >= self.min_score]
-        return PoseResult(people=people, maps=maps.float().cpu().numpy(), stride=8.0 / scale)
+        hn, wn = self.network_size((h, w))
+        if (hn, wn) != (h, w):
+            image = cv2.resize(image, (wn, hn), interpolation=cv2.INTER_AREA)
+        maps = self.estimator(image)  # (1, 56, ceil(hn / 8), ceil(wn / 8)) where the estimator runs
+        stride = getattr(self.estimator, "stride", DEFAULT_STRIDE)
+        geometry = dict(image_size=(maps.shape[2] * stride, maps.shape[3] * stride), valid_size=(hn, wn),
+                        output_size=(h, w))
+        on_device = isinstance(maps, torch.Tensor) and maps.device.type != "cpu"
+        if self.post_processing == "device" or (self.post_processing == "auto" and on_device):
+            maps = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps, np.float32))
+            (det,) = parse_pose_maps_torch(maps, config=self.parse_config, **geometry)
+            maps = maps[0].float()
+        else:
+            maps = (maps.detach().float().cpu().numpy() if isinstance(maps, torch.Tensor)
+                    else np.asarray(maps, np.float32))[0]
+            det = parse_pose_maps(maps, config=self.parse_config, **geometry)
+        people = [p for p in people_from_keypoints(det.keypoints, (h, w), scores=det.scores,
+                                                   box_margin=self.box_margin) if p.score >= self.min_score]
+        return PoseResult(people=people, maps=maps, stride=(stride * h / hn, stride * w / wn))
 
 
 def _is_number(value) -> bool:
@@ -308,5 +333,5 @@ class KeypointCallableSource:
         return PoseResult(people=people, maps=maps, stride=float(self.stride))
 
 
-__all__ = ["Person", "PoseResult", "PoseSource", "OpenPoseSource", "KeypointFileSource", "KeypointCallableSource",
-           "people_from_keypoints", "render_frame_maps", "expand_keypoint_boxes"]
+__all__ = ["POST_PROCESSING", "Person", "PoseResult", "PoseSource", "OpenPoseSource", "KeypointFileSource",
+           "KeypointCallableSource", "people_from_keypoints", "render_frame_maps"]

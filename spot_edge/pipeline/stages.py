@@ -33,7 +33,12 @@ class FrameWork:
 
 def crop_frame(image: np.ndarray, pose: PoseResult, preprocessing, expand: float = 0.0
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Crops of every person of a frame, ready for the embedder.
+    """Crops of every person of a frame, ready for the embedder (on the host).
+
+    Made where the maps are (:func:`spot_edge.pose.crop.crop_people`): with the maps as a tensor
+    (on the GPU the pose network ran on) the frame goes to its device as uint8 and the crops are
+    sampled and normalised there, so only the crops come back; with numpy maps (or none) on the
+    host with OpenCV, straight into the normalised input.
 
     Args:
         image: ``(H, W, 3)`` uint8 BGR frame.
@@ -55,13 +60,15 @@ def crop_frame(image: np.ndarray, pose: PoseResult, preprocessing, expand: float
                     expand=expand)
     boxes = np.stack([p.box for p in pose.people])
     maps = pose.maps
-    crops = crop_people(image, boxes, maps=maps, stride=pose.stride, spec=spec)
-    images = preprocessing.normalize(crops.images)
-    if crops.maps is None:
-        heatmaps = np.zeros((n, 56, hs, ws), np.float32)
-    else:
-        heatmaps = crops.maps.numpy().astype(np.float32, copy=False)
-    return images, heatmaps
+    if hasattr(maps, "detach"):  # a torch tensor: crop on its device
+        import torch
+
+        frame = torch.from_numpy(np.ascontiguousarray(image)).to(maps.device).permute(2, 0, 1)  # uint8 there
+        crops = crop_people(frame, boxes, maps=maps, stride=pose.stride, spec=spec, preprocessing=preprocessing)
+        return crops.images.cpu().numpy(), crops.maps.cpu().numpy()
+    crops = crop_people(image, boxes, maps=maps, stride=pose.stride, spec=spec, preprocessing=preprocessing)
+    heatmaps = crops.maps if crops.maps is not None else np.zeros((n, 56, hs, ws), np.float32)
+    return crops.images, heatmaps
 
 
 def match_embeddings(work: FrameWork, gallery, threshold: float | None, top_k: int = 5) -> list[MatchEvent]:

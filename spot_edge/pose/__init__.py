@@ -12,7 +12,8 @@ Modules (each owns one idea):
 - ``weights``       loading ``body_pose_model.pth`` / ``.caffemodel`` / ``.safetensors``;
   ``fetch`` downloading the CMU body model
 - ``caffe``         ``.caffemodel`` reader/writer without Caffe
-- ``crop``          person crops of a frame and of its maps (one pose pass per frame)
+- ``crop``          person crops of a frame and of its maps (one pose pass per frame); made on
+  the host by ``crop_host`` (OpenCV, numpy) or on the tensors' device by ``crop_device``
 - ``openpose_png``  ``*_pose_heatmaps.png`` read/write; ``openpose_json`` ``*_keypoints.json``
 - ``onnx_export``   ONNX export with metadata and onnxruntime parity; ``info`` parameter/MAC counts
 
@@ -39,6 +40,7 @@ _LAZY = {
     "parse_pose_maps": "spot_edge.pose.parse",
     "PoseDetections": "spot_edge.pose.parse",
     "ParseConfig": "spot_edge.pose.parse",
+    "expand_keypoint_boxes": "spot_edge.pose.parse",
     "parse_pose_maps_torch": "spot_edge.pose.device_parse",
     "parse_pose_batch": "spot_edge.pose.device_parse",
     "OpenPoseBody": "spot_edge.pose.network",

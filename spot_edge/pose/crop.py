@@ -7,16 +7,24 @@ crop, i.e. what OpenPose run on the crop itself would give). Parts of the region
 are padded (image: ``pad_value``; maps: 0 = no keypoint / no limb). Because the scale is the same
 along x and y, PAF unit vectors stay unit vectors in the crop.
 
-All boxes of a frame are cropped in one batched ``grid_sample`` call (bilinear,
-``align_corners=False``; regions shrunk by more than 1.5x are supersampled and averaged, up to 4x),
-on the device of the frame and maps: with tensors on a GPU the crops never leave it, and with
-``preprocessing=`` they come out as the embedder's normalised input. The maps are clamped to
-OpenPose's output ranges before cropping (raw network maps are parsed unclamped, see
-``docs/pose-maps.md``).
+Sampling is bilinear at the output pixels' centres (``align_corners=False``); a region shrunk by
+more than 1.5x is sampled at k times the output size and averaged (k up to 4, per region), so
+thin PAF bands and peaks are not aliased away. The crops are made where the frame is:
+
+- a numpy frame, on the host, one thread: the image crops with OpenCV's affine warp (4 channels,
+  its fast path; positions quantised to 1/32 pixel, values rounded to grey levels) and, with
+  ``preprocessing=``, normalised straight into the ``(N, 3, H, W)`` network input; the map crops
+  as two small matrix products per person (separable bilinear weights over the rows and columns
+  the region reads, all 56 maps at once): exact;
+- a tensor frame (any device, e.g. the GPU the pose network ran on): every box in one
+  ``grid_sample`` call per supersampling factor, the crops stay on that device.
+
+The maps are clamped to OpenPose's output ranges before cropping (raw network maps are parsed
+unclamped, see ``docs/pose-maps.md``).
 
 Coordinates: boxes are ``(x0, y0, x1, y1)`` in frame pixels, edges (a box covering pixels 0..9 is
 ``(0, 0, 10, 10)``). Pose maps at ``stride`` s cover frame pixels ``[s j, s (j + 1))`` with map
-pixel ``j``, as produced by :class:`~spot_edge.pose.network.PoseEstimator` (s = 8).
+pixel ``j``, as the pose estimators produce them (s = 8; :mod:`spot_edge.pose.estimators`).
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from spot_edge.pose import crop_device, crop_host
 from spot_edge.pose.skeleton import NUM_KEYPOINTS, NUM_MAPS, clamp_pose_maps
 from spot_edge.preprocessing import PreprocessSpec
 
@@ -68,12 +76,13 @@ class PersonCrops:
         images: ``(N, H, W, 3)`` uint8 for a numpy frame, ``(N, 3, H, W)`` float for a tensor frame
             (same channel order as the frame); with ``preprocessing`` the normalised network input
             ``(N, 3, height, width)`` float32 (numpy for a numpy frame).
-        maps: ``(N, 56, h, w)`` float32 tensor, or ``None`` when no maps were given.
+        maps: ``(N, 56, h, w)`` float32 (numpy for a numpy frame, else a tensor on the frame's
+            device), or ``None`` when no maps were given.
         regions: ``(N, 4)`` float32 crop regions ``(x0, y0, x1, y1)`` in frame pixels (aspect-fitted).
     """
 
     images: np.ndarray | torch.Tensor
-    maps: torch.Tensor | None
+    maps: np.ndarray | torch.Tensor | None
     regions: np.ndarray
 
     def __len__(self) -> int:
@@ -106,56 +115,60 @@ def fit_boxes_to_aspect(boxes, aspect: float, expand: float = 0.0) -> np.ndarray
     return np.stack([cx - bw_fit / 2, cy - bh_fit / 2, cx + bw_fit / 2, cy + bh_fit / 2], axis=1).astype(np.float32)
 
 
-def _grid(regions: np.ndarray, in_h: int, in_w: int, out_h: int, out_w: int, device) -> torch.Tensor:
-    """``grid_sample`` grid ``(N, out_h, out_w, 2)`` reading each region of an ``in_h x in_w``
-    input at the output's pixel centres (normalised coordinates, ``align_corners=False``).
-
-    The regions are axis-aligned, so x depends on the column only and y on the row only: the
-    grid is two broadcast 1-D ramps (what ``affine_grid`` would compute, without its batched
-    matrix product).
-    """
-    r = torch.as_tensor(np.asarray(regions, np.float64), device=device)
-    cols = (torch.arange(out_w, device=device, dtype=torch.float64) + 0.5) / out_w
-    rows = (torch.arange(out_h, device=device, dtype=torch.float64) + 0.5) / out_h
-    gx = (r[:, 0:1] + cols * (r[:, 2:3] - r[:, 0:1])) * (2.0 / in_w) - 1.0  # (N, out_w)
-    gy = (r[:, 1:2] + rows * (r[:, 3:4] - r[:, 1:2])) * (2.0 / in_h) - 1.0  # (N, out_h)
-    grid = torch.empty((len(regions), out_h, out_w, 2), dtype=torch.float32, device=device)
-    grid[..., 0].copy_(gx[:, None, :])
-    grid[..., 1].copy_(gy[:, :, None])
-    return grid
+def _frame_tensor(frame) -> torch.Tensor | None:
+    """A tensor frame as float ``(3, H, W)``, ``None`` for a numpy frame (both checked)."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame must be (H, W, 3), got shape {frame.shape}")
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"empty frame: shape {frame.shape}")
+        return None
+    if not isinstance(frame, torch.Tensor):
+        raise TypeError(f"frame must be a numpy array or a torch tensor, got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[0] != 3:
+        raise ValueError(f"frame tensor must be (3, H, W), got shape {tuple(frame.shape)}")
+    if frame.shape[1] == 0 or frame.shape[2] == 0:
+        raise ValueError(f"empty frame: shape {tuple(frame.shape)}")
+    return frame.float()
 
 
-def _sample(src: torch.Tensor, regions: np.ndarray, out_hw: tuple[int, int], scale: float | tuple[float, float],
-            max_supersample: int = 4) -> torch.Tensor:
-    """Crop ``src`` ``(C, H, W)`` at ``regions / scale`` into ``(N, C, h, w)``, zeros outside
-    (``scale``: one factor, or ``(y, x)`` factors).
-
-    When a region shrinks by more than 1.5x, it is sampled at k times the output size and
-    average-pooled (k <= ``max_supersample``), so thin PAF bands and peaks are not aliased away.
-    """
-    n = len(regions)
-    sy, sx = (scale, scale) if np.isscalar(scale) else scale
-    regions = regions / np.array([sx, sy, sx, sy], dtype=np.float64)
-    shrink = float(np.max((regions[:, 3] - regions[:, 1]) / out_hw[0]))
-    k = int(min(max(np.ceil(shrink - 0.5), 1), max_supersample))
-    grid = _grid(regions, src.shape[1], src.shape[2], out_hw[0] * k, out_hw[1] * k, src.device)
-    out = F.grid_sample(src[None].expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
-    return F.avg_pool2d(out, k) if k > 1 else out
+def _frame_maps(maps, frame_hw: tuple[int, int], stride, device) -> tuple[np.ndarray | torch.Tensor,
+                                                                         tuple[float, float]]:
+    """The maps of one frame as ``(56, h, w)`` float32, numpy (``device=None``) or a tensor on
+    ``device``, and the ``(y, x)`` strides, checked against the frame size."""
+    if isinstance(maps, torch.Tensor):
+        m = maps.detach().float().cpu().numpy() if device is None else maps.to(device=device, dtype=torch.float32)
+    else:
+        m = np.asarray(maps, dtype=np.float32)
+        if device is not None:
+            m = torch.from_numpy(np.ascontiguousarray(m)).to(device)
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim != 3 or m.shape[0] != NUM_MAPS:
+        raise ValueError(f"maps must be ({NUM_MAPS}, h, w) for one frame, got {tuple(m.shape)}")
+    sy, sx = (stride, stride) if np.isscalar(stride) else (float(stride[0]), float(stride[1]))
+    if not (sy > 0 and sx > 0):
+        raise ValueError(f"stride must be positive, got {stride}")
+    covered_h, covered_w = m.shape[1] * sy, m.shape[2] * sx
+    if covered_h < frame_hw[0] - sy or covered_w < frame_hw[1] - sx:
+        raise ValueError(
+            f"maps {tuple(m.shape[1:])} at stride {stride} cover {covered_h:.0f}x{covered_w:.0f} frame pixels "
+            f"but the frame is {frame_hw[0]}x{frame_hw[1]}: wrong stride or maps of another frame")
+    return m, (float(sy), float(sx))
 
 
 def crop_people(frame, boxes, maps=None, stride: float | tuple[float, float] = 8.0, spec: CropSpec = CropSpec(),
                 clamp_maps: bool = True, preprocessing: PreprocessSpec | None = None,
                 frame_channel_order: str = "BGR") -> PersonCrops:
-    """Image and pose-map crops of the people in one frame.
+    """Image and pose-map crops of the people in one frame, made where the frame is.
 
     Args:
-        frame: ``(H, W, 3)`` uint8 numpy (BGR or RGB, kept) or a ``(3, H, W)`` tensor (on any
-            device: the crops stay there).
+        frame: ``(H, W, 3)`` uint8 numpy (BGR or RGB, kept; cropped on the host with OpenCV) or
+            a ``(3, H, W)`` tensor of 0..255 values (on any device: the crops stay there).
         boxes: ``(N, 4)`` person boxes in frame pixels (e.g. ``PoseDetections.boxes``, or a
             detector's). ``N = 0`` gives empty crops.
         maps: optional ``(56, h_m, w_m)`` (or ``(1, 56, h_m, w_m)``) pose maps of the whole frame
-            at ``stride`` (numpy or torch; a tensor is cropped on its device).
+            at ``stride`` (numpy or torch; moved to where the frame is).
         stride: frame pixels per map pixel, or ``(y, x)`` strides when the frame was resized for
             the network with different factors along the two axes.
         spec: crop geometry, see :class:`CropSpec`.
@@ -163,101 +176,44 @@ def crop_people(frame, boxes, maps=None, stride: float | tuple[float, float] = 8
             PAFs [-1, 1], :func:`~spot_edge.pose.skeleton.clamp_pose_maps`): raw network maps
             can exceed them, the maps SPOT is trained on do not.
         preprocessing: return the image crops as the embedder's input instead: ``(N, 3,
-            height, width)`` float32 (numpy for a numpy frame, else a tensor on the frame's
-            device), normalised per the spec and sampled directly at the spec's size: equal to
-            ``preprocessing.batch`` of the uint8 crops up to their rounding (< 0.5 grey level),
-            without the uint8 round trip.
+            height, width)`` float32, normalised per the spec and sampled at the spec's size.
+            For a numpy frame it equals ``preprocessing.batch`` of the uint8 crops; for a tensor
+            frame it is computed without the uint8 rounding (< 0.5 grey level apart).
         frame_channel_order: ``"BGR"`` (OpenCV) or ``"RGB"``, for ``preprocessing``.
 
     Returns:
-        :class:`PersonCrops`.
+        :class:`PersonCrops`: numpy arrays for a numpy frame, tensors on the frame's device for a
+        tensor frame.
     """
-    as_numpy = isinstance(frame, np.ndarray)
-    if as_numpy:
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame must be (H, W, 3), got shape {frame.shape}")
-        img = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()
-    elif isinstance(frame, torch.Tensor):
-        if frame.ndim != 3 or frame.shape[0] != 3:
-            raise ValueError(f"frame tensor must be (3, H, W), got shape {tuple(frame.shape)}")
-        img = frame.float()
-    else:
-        raise TypeError(f"frame must be a numpy array or a torch tensor, got {type(frame).__name__}")
-    if img.shape[1] == 0 or img.shape[2] == 0:
-        raise ValueError(f"empty frame: shape {tuple(frame.shape)}")
+    img = _frame_tensor(frame)
     regions = fit_boxes_to_aspect(boxes, spec.height / spec.width, spec.expand)
     n = len(regions)
-
-    if preprocessing is not None:
-        images = _network_input_crops(img, regions, spec, preprocessing, frame_channel_order)
-        if as_numpy:
-            images = images.numpy()
+    on_host = img is None
+    frame_hw = tuple(frame.shape[:2]) if on_host else tuple(img.shape[1:])
+    if on_host:
+        size = preprocessing.size if preprocessing is not None else (spec.height, spec.width)
+        images = crop_host.image_crops(frame, regions, size, spec.pad_value, preprocessing, frame_channel_order)
+    elif preprocessing is not None:
+        images = crop_device.network_input_crops(img, regions, spec.pad_value, preprocessing, frame_channel_order)
+    elif n:
+        src = img - spec.pad_value if spec.pad_value else img
+        images = crop_device.sample_regions(src, regions, (spec.height, spec.width))
+        if spec.pad_value:
+            images += spec.pad_value
+        images = images.to(frame.dtype) if frame.is_floating_point() else images
     else:
-        if n:
-            src = img - spec.pad_value if spec.pad_value else img
-            crops = _sample(src, regions, (spec.height, spec.width), 1.0)
-            if spec.pad_value:
-                crops += spec.pad_value
-        else:
-            crops = img.new_zeros((0, 3, spec.height, spec.width))
-        if as_numpy:
-            images = crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        else:
-            images = crops.to(frame.dtype) if frame.is_floating_point() else crops
+        images = img.new_zeros((0, 3, spec.height, spec.width))
 
     map_crops = None
     if maps is not None:
-        m = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(maps))
-        m = m.float()
-        if m.ndim == 4 and m.shape[0] == 1:
-            m = m[0]
-        if m.ndim != 3 or m.shape[0] != NUM_MAPS:
-            raise ValueError(f"maps must be ({NUM_MAPS}, h, w) for one frame, got {tuple(m.shape)}")
-        sy, sx = (stride, stride) if np.isscalar(stride) else (float(stride[0]), float(stride[1]))
-        if not (sy > 0 and sx > 0):
-            raise ValueError(f"stride must be positive, got {stride}")
-        covered_h, covered_w = m.shape[1] * sy, m.shape[2] * sx
-        if covered_h < img.shape[1] - sy or covered_w < img.shape[2] - sx:
-            raise ValueError(
-                f"maps {tuple(m.shape[1:])} at stride {stride} cover {covered_h:.0f}x{covered_w:.0f} frame pixels "
-                f"but the frame is {img.shape[1]}x{img.shape[2]}: wrong stride or maps of another frame")
-        if clamp_maps:
-            m = clamp_pose_maps(m)
-        map_crops = (_sample(m, regions, spec.map_size, (sy, sx)) if n
-                     else m.new_zeros((0, NUM_MAPS, *spec.map_size)))
+        m, strides = _frame_maps(maps, frame_hw, stride, None if on_host else img.device)
+        if on_host:
+            map_crops = crop_host.map_crops(m, regions, strides, spec.map_size, clamp=clamp_maps)
+        else:
+            m = clamp_pose_maps(m) if clamp_maps else m
+            map_crops = (crop_device.sample_regions(m, regions, spec.map_size, strides) if n
+                         else m.new_zeros((0, NUM_MAPS, *spec.map_size)))
     return PersonCrops(images=images, maps=map_crops, regions=regions)
-
-
-def _network_input_crops(img: torch.Tensor, regions: np.ndarray, spec: CropSpec, preprocessing: PreprocessSpec,
-                         frame_channel_order: str) -> torch.Tensor:
-    """Crops of ``img`` ``(3, H, W)`` (values 0..255) normalised per ``preprocessing``.
-
-    Normalisation is affine per channel, so it commutes with the bilinear sampling: whichever of
-    the frame and the crops has fewer pixels is normalised.
-    """
-    if frame_channel_order not in ("BGR", "RGB"):
-        raise ValueError(f"frame_channel_order must be 'BGR' or 'RGB', got {frame_channel_order!r}")
-    if not len(regions):
-        return img.new_zeros((0, 3, *preprocessing.size))
-    # (x / 255 - mean) / std as one multiply-add per channel, channels reordered on the way; the
-    # source is sampled with the pad value subtracted, so that the zero padding means "pad value"
-    order = [2, 1, 0] if frame_channel_order != preprocessing.channel_order else [0, 1, 2]
-    scale = [1.0 / (255.0 * sd) for sd in preprocessing.std]
-    pad = [(spec.pad_value / 255.0 - m) / sd for m, sd in zip(preprocessing.mean, preprocessing.std)]
-    out_pixels = len(regions) * preprocessing.height * preprocessing.width
-    if out_pixels < img.shape[1] * img.shape[2]:  # few people: crop, then normalise the crops
-        crops = _sample(img - spec.pad_value if spec.pad_value else img, regions, preprocessing.size, 1.0)
-        out = torch.empty_like(crops)
-        for c, k in enumerate(order):
-            torch.mul(crops[:, k], scale[c], out=out[:, c]).add_(pad[c])
-        return out
-    src = torch.empty((3, *img.shape[1:]), dtype=torch.float32, device=img.device)
-    for c, k in enumerate(order):  # the normalised frame minus the normalised pad value
-        torch.mul(img[k], scale[c], out=src[c]).add_(-spec.pad_value * scale[c])
-    crops = _sample(src, regions, preprocessing.size, 1.0)
-    for c in range(3):
-        crops[:, c].add_(pad[c])
-    return crops
 
 
 def keypoints_to_crop(keypoints, region, spec: CropSpec = CropSpec(), to_maps: bool = False) -> np.ndarray:

@@ -320,17 +320,6 @@ def with_stages(config: str | PoseNetConfig, num_stages: int) -> PoseNetConfig:
     return replace(base, name=f"{base.name}_s{num_stages}", num_stages=num_stages)
 
 
-def __getattr__(name: str):
-    # ``spot_edge.pose.network.PoseEstimator`` was the PyTorch estimator before the estimator
-    # interface existed; kept as an alias of TorchPoseEstimator for callers not yet moved to
-    # ``spot_edge.pose.estimators`` (imported lazily: the estimators import this module).
-    if name == "PoseEstimator":
-        from spot_edge.pose.estimators.torch_estimator import TorchPoseEstimator
-
-        return TorchPoseEstimator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "STRIDE", "PAD_VALUE", "NUM_HEATMAPS", "BACKBONE_LAYERS", "stage_layers", "PoseNetConfig", "POSE_CONFIGS",
     "get_pose_config", "with_stages", "RandomWeightsWarning", "OpenPoseBody", "select_pose_maps", "PoseMapsNet",

@@ -235,6 +235,9 @@ def onnxruntime_session(path: str | Path, providers: list[str] | None = None, th
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle intra-op threads sleep instead of spinning: in the pipeline the pose network shares the
+    # cores with the host post-processing and the SPOT session of another thread
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1

@@ -103,7 +103,7 @@ def _to_numpy(maps) -> np.ndarray:
                          f"got {arr.shape}; parse a batch one image at a time")
     if arr.shape[1] < 1 or arr.shape[2] < 1:
         raise ValueError(f"pose maps are empty: shape {arr.shape}")
-    if not np.isfinite(arr).all():  # NaN / Inf read as "nothing here"
+    if not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN / Inf read as "nothing here"
         arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     return np.ascontiguousarray(arr)
 
@@ -183,5 +183,23 @@ def keypoint_boxes(keypoints: np.ndarray) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
+def expand_keypoint_boxes(boxes: np.ndarray, margin: float, image_size: tuple[int, int]) -> np.ndarray:
+    """Grow tight keypoint boxes ``(N, 4)`` by ``margin`` of their size on each side (keypoint boxes
+    miss the top of the head and the feet), clipped to the frame ``(H, W)``."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    if len(b) == 0:
+        return b
+    w = np.maximum(b[:, 2] - b[:, 0], 1.0)
+    h = np.maximum(b[:, 3] - b[:, 1], 1.0)
+    b[:, 0] -= margin * w
+    b[:, 2] += margin * w
+    b[:, 1] -= margin * h
+    b[:, 3] += margin * h
+    hh, ww = image_size
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, ww)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, hh)
+    return b
+
+
 __all__ = ["ParseConfig", "PoseDetections", "parse_pose_maps", "parse_pose_maps_batch", "detections_from",
-           "keypoint_boxes"]
+           "keypoint_boxes", "expand_keypoint_boxes"]
