@@ -11,6 +11,11 @@ writes therefore records:
   heatmap stride);
 - ``spot_edge.inputs`` / ``spot_edge.outputs``: names, dtypes and shapes (``-1`` = batch);
 - ``spot_edge.plugins``: TensorRT plugin node types in the graph (``[]`` for the default export);
+- ``spot_edge.precision``: ``fp32``, ``fp16`` (FP16 weights and compute, FP32 islands, float32
+  inputs/outputs) or ``int8`` (Q/DQ graph), and ``spot_edge.calibration``: for INT8, where the
+  activation ranges came from (kind, path, modality, image count, SHA-256 of the image list,
+  method). Both are checked at load against what the graph holds
+  (:func:`spot_edge.engines.precision.check_graph_precision`);
 - ``spot_edge.normalization``: ``"outside"``. The graphs take *float32 images already normalised*
   by ``PreprocessSpec.normalize`` (mean/std, RGB order), not uint8 pixels. Reason: the pipeline
   resizes and normalises crops in one pass on the host (OpenCV) or GPU anyway, the embedder
@@ -31,9 +36,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from spot_edge import __version__
+from spot_edge.errors import SpotEdgeError
+from spot_edge.modality import check_modality
 from spot_edge.preprocessing import PreprocessSpec
 
-MODALITIES = ("visible", "infrared")
+#: precisions of exported graphs and engines (what the graph computes; see engines/precision.py)
+PRECISIONS = ("fp32", "fp16", "int8")
 IMAGE_INPUT = "images"
 HEATMAP_INPUT = "heatmaps"
 EMBEDDING_OUTPUT = "embedding"
@@ -43,7 +51,7 @@ ENGINE_FORMAT = "spot-edge-engine/1"
 PREFIX = "spot_edge."
 
 
-class ArtifactError(ValueError):
+class ArtifactError(SpotEdgeError, ValueError):
     """A file is not a spot-edge artifact, or its metadata is missing or inconsistent."""
 
 
@@ -51,10 +59,11 @@ class EngineMismatchError(ArtifactError):
     """An engine was built for another GPU, TensorRT version, modality or model."""
 
 
-def check_modality(modality: str) -> str:
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; use one of {MODALITIES}")
-    return modality
+def check_precision(precision: object, what: str = "precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else :class:`ArtifactError`."""
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"{what} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,22 @@ class ArtifactInfo:
     normalization: str = NORMALIZATION
     opset: int | None = None
     plugins: tuple[str, ...] = ()
+    precision: str = "fp32"
+    calibration_json: str = ""
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, "spot_edge.precision")
+        if self.precision == "int8" and not self.calibration_json:
+            raise ArtifactError("an int8 graph must record its calibration source (spot_edge.calibration)")
+        if self.precision != "int8" and self.calibration_json:
+            raise ArtifactError(f"a {self.precision} graph carries calibration metadata; only int8 graphs do")
 
     # ------------------------------------------------------------ derived
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """Where an INT8 graph's activation ranges came from (None for fp32 / fp16)."""
+        return json.loads(self.calibration_json) if self.calibration_json else None
+
     @property
     def config(self):
         """The :class:`spot_edge.model.SpotConfig` the graph was exported from."""
@@ -105,12 +128,13 @@ class ArtifactInfo:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config, modality: str, opset: int | None = None,
-                    plugins: tuple[str, ...] = ()) -> "ArtifactInfo":
+    def from_config(cls, config, modality: str, opset: int | None = None, plugins: tuple[str, ...] = (),
+                    precision: str = "fp32", calibration: Mapping[str, Any] | None = None) -> "ArtifactInfo":
         check_modality(modality)
         return cls(modality=modality, config_json=config.to_json(), config_fingerprint=config.fingerprint(),
                    preprocessing=config.preprocessing, embedding_dim=config.embedding_dim,
-                   num_pose_maps=config.num_pose_maps, opset=opset, plugins=tuple(plugins))
+                   num_pose_maps=config.num_pose_maps, opset=opset, plugins=tuple(plugins), precision=precision,
+                   calibration_json=json.dumps(dict(calibration), sort_keys=True) if calibration else "")
 
     # ------------------------------------------------------------ (de)serialisation
     def to_props(self) -> dict[str, str]:
@@ -129,9 +153,12 @@ class ArtifactInfo:
             "inputs": json.dumps(io["inputs"]),
             "outputs": json.dumps(io["outputs"]),
             "plugins": json.dumps(list(self.plugins)),
+            "precision": self.precision,
         }
         if self.opset is not None:
             props["opset"] = str(self.opset)
+        if self.calibration_json:
+            props["calibration"] = self.calibration_json
         return {PREFIX + k: v for k, v in props.items()}
 
     @classmethod
@@ -151,7 +178,11 @@ class ArtifactInfo:
                        embedding_dim=int(p["embedding_dim"]), num_pose_maps=int(p.get("num_pose_maps", 56)),
                        version=p.get("version", "unknown"), normalization=p.get("normalization", NORMALIZATION),
                        opset=int(p["opset"]) if "opset" in p else None,
-                       plugins=tuple(json.loads(p.get("plugins", "[]"))))
+                       plugins=tuple(json.loads(p.get("plugins", "[]"))),
+                       precision=p.get("precision", "fp32"), calibration_json=p.get("calibration", ""))
+            info.calibration  # the record must be JSON
+        except ArtifactError as exc:
+            raise ArtifactError(f"{source}: {exc}") from exc
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{source}: unreadable spot-edge metadata: {exc}") from exc
         return info
@@ -161,7 +192,7 @@ class ArtifactInfo:
                 "config_fingerprint": self.config_fingerprint, "preprocessing": self.preprocessing.to_dict(),
                 "embedding_dim": self.embedding_dim, "num_pose_maps": self.num_pose_maps,
                 "version": self.version, "normalization": self.normalization, "opset": self.opset,
-                "plugins": list(self.plugins)}
+                "plugins": list(self.plugins), "precision": self.precision, "calibration": self.calibration}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ArtifactInfo":
@@ -170,7 +201,9 @@ class ArtifactInfo:
                    preprocessing=PreprocessSpec.from_dict(dict(data["preprocessing"])),
                    embedding_dim=int(data["embedding_dim"]), num_pose_maps=int(data.get("num_pose_maps", 56)),
                    version=data.get("version", "unknown"), normalization=data.get("normalization", NORMALIZATION),
-                   opset=data.get("opset"), plugins=tuple(data.get("plugins") or ()))
+                   opset=data.get("opset"), plugins=tuple(data.get("plugins") or ()),
+                   precision=data.get("precision", "fp32"),
+                   calibration_json=json.dumps(data["calibration"], sort_keys=True) if data.get("calibration") else "")
 
 
 def read_onnx_info(path_or_model) -> ArtifactInfo:
@@ -236,6 +269,9 @@ class EngineMetadata:
     onnx_sha256: str | None = None
     built_by: str = __version__
 
+    def __post_init__(self) -> None:
+        check_precision(self.precision, "engine precision")
+
     @property
     def modality(self) -> str:
         return self.artifact.modality
@@ -269,6 +305,8 @@ class EngineMetadata:
                        plugins=dict(data.get("plugins") or {}), target=data.get("target"),
                        workspace_mib=data.get("workspace_mib"), onnx_sha256=data.get("onnx_sha256"),
                        built_by=data.get("spot_edge_version", "unknown"))
+        except ArtifactError as exc:
+            raise ArtifactError(f"{source}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{source}: incomplete engine metadata ({exc!r}); rebuild the engine "
                                 f"with `spot-edge build-engine`") from exc
@@ -280,9 +318,9 @@ class EngineMetadata:
         return engine_path.with_name(engine_path.name + ".json")
 
     def save(self, engine_path: str | Path) -> Path:
-        path = self.sidecar_path(engine_path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        return path
+        from spot_edge.atomic import atomic_write_text
+
+        return atomic_write_text(self.sidecar_path(engine_path), json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, engine_path: str | Path) -> "EngineMetadata":
@@ -305,8 +343,8 @@ class EngineMetadata:
         capability (and tuned for the GPU model); the message says what to rebuild and how.
         """
         where = f"engine {engine_path}" if engine_path else "engine"
-        rebuild = (f"rebuild it on this machine: spot-edge build-engine <{self.modality}.onnx> "
-                   f"--precision {self.precision}" + (f" --target {self.target}" if self.target else ""))
+        rebuild = (f"rebuild it on this machine: spot-edge build-engine <{self.modality}.onnx>"
+                   + (f" --target {self.target}" if self.target else ""))
         problems = []
         if modality is not None and modality != self.modality:
             raise EngineMismatchError(f"{where} embeds {self.modality!r} images, but {modality!r} was requested; "

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from spot_edge.atomic import atomic_path, atomic_write_json, atomic_write_text
 from spot_edge.engines.metadata import (EMBEDDING_OUTPUT, HEATMAP_INPUT, IMAGE_INPUT, ArtifactInfo, EngineMetadata,
                                         read_onnx_info)
 
@@ -48,7 +49,7 @@ def model_config_text(name: str, kind: str, info: ArtifactInfo, max_batch_size: 
         inputs.append(f'  {{\n    name: "{HEATMAP_INPUT}"\n    data_type: TYPE_FP32\n    dims: [ {dims(info.heatmap_shape)} ]\n  }}')
     params = {"spot_edge.modality": info.modality, "spot_edge.config_fingerprint": info.config_fingerprint,
               "spot_edge.preprocessing": json.dumps(info.preprocessing.to_dict(), sort_keys=True),
-              "spot_edge.normalization": info.normalization}
+              "spot_edge.normalization": info.normalization, "spot_edge.precision": info.precision}
     parameters = "\n".join(f'parameters {{\n  key: "{k}"\n  value {{ string_value: {json.dumps(v)} }}\n}}'
                            for k, v in params.items())
     batching = "dynamic_batching {\n"
@@ -132,9 +133,9 @@ def export_triton_repo(models: Mapping[str, str | Path], repo: str | Path, name_
                                  instance_count, instance_kind or kind_default, has_heatmaps)
         if validate:
             validate_model_config(text)
-        shutil.copyfile(source, model_dir / "1" / PLATFORMS[kind][1])
-        (model_dir / "config.pbtxt").write_text(text)
-        (model_dir / "spot_edge.json").write_text(json.dumps({"artifact": info.to_dict(), "engine": extra or None},
-                                                             indent=2, sort_keys=True))
+        with atomic_path(model_dir / "1" / PLATFORMS[kind][1]) as tmp:
+            shutil.copyfile(source, tmp)
+        atomic_write_text(model_dir / "config.pbtxt", text)
+        atomic_write_json(model_dir / "spot_edge.json", {"artifact": info.to_dict(), "engine": extra or None})
         out[modality] = model_dir
     return out

@@ -1,11 +1,11 @@
-"""Run a verified spot-edge TensorRT engine on torch CUDA buffers (TensorRT 10 Python API).
+"""Run a verified spot-edge TensorRT engine on torch CUDA buffers (TensorRT 10.3 to 11).
 
-Load path (documented TensorRT 10 API)::
+Load path (the same Python API in 10.3 and 11.1)::
 
     runtime = trt.Runtime(logger)
     engine  = runtime.deserialize_cuda_engine(plan_bytes)
     context = engine.create_execution_context()
-    context.set_optimization_profile_async(index, stream)
+    context.set_optimization_profile_async(index, stream)   # raises RuntimeError on failure
     context.set_input_shape("images", (B, 3, H, W)); context.set_input_shape("heatmaps", ...)
     context.set_tensor_address(name, tensor.data_ptr())   # inputs and the output
     context.execute_async_v3(stream)
@@ -13,7 +13,9 @@ Load path (documented TensorRT 10 API)::
 Before deserialising, the JSON sidecar is checked against this machine (TensorRT version, GPU
 compute capability, modality, plugins): a mismatch is an :class:`EngineMismatchError` that says
 what to rebuild, never a crash inside TensorRT. Batches inside a profile run as they are; smaller
-ones are padded up to the profile's minimum; larger ones are split.
+ones are padded up to the profile's minimum; larger ones are split. Plugin libraries are loaded
+once per process (:mod:`spot_edge.engines.trt_plugins`): a visible and an infrared plugin engine,
+or an engine built and then run in one process, share one registration.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from spot_edge.device import resolve_device
 from spot_edge.engines.metadata import (EMBEDDING_OUTPUT, HEATMAP_INPUT, IMAGE_INPUT, ArtifactError, BatchProfile,
                                         EngineMetadata, EngineMismatchError, GpuInfo)
-from spot_edge.engines.trt_builder import _kernels_plugin_version, current_gpu, import_tensorrt, load_plugins
+from spot_edge.engines.trt_builder import current_gpu
+from spot_edge.engines.trt_compat import import_tensorrt
+from spot_edge.engines.trt_plugins import load_plugin_libraries
+from spot_edge.errors import InputError
+
+__all__ = ["TrtEngineRunner", "plan_chunks", "best_profile"]
 
 
 def plan_chunks(batch: int, profiles: Sequence[BatchProfile]) -> list[tuple[int, int, int]]:
@@ -64,7 +72,6 @@ class TrtEngineRunner:
 
     def __init__(self, engine_path: str | Path, modality: str | None = None, device: str = "cuda",
                  plugin_libraries: Sequence[str | Path] = (), gpu: GpuInfo | None = None) -> None:
-        import torch
 
         self.engine_path = Path(engine_path)
         if not self.engine_path.is_file():
@@ -72,11 +79,11 @@ class TrtEngineRunner:
         self.metadata = EngineMetadata.load(self.engine_path)
         trt = import_tensorrt()
         self.trt = trt
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if gpu is None:
             gpu = current_gpu(self.device.index or 0)
         logger = trt.Logger(trt.Logger.WARNING)
-        plugins = load_plugins(trt, logger, [Path(p) for p in plugin_libraries], _kernels_plugin_version())
+        plugins = load_plugin_libraries(trt, logger, [Path(p) for p in plugin_libraries])
         self.metadata.verify(str(trt.__version__), gpu, modality, plugins, self.engine_path)
 
         self._runtime = trt.Runtime(logger)
@@ -125,7 +132,12 @@ class TrtEngineRunner:
             if context is None:
                 raise RuntimeError(f"TensorRT could not create an execution context for {self.engine_path} "
                                    f"(out of GPU memory?)")
-            if not context.set_optimization_profile_async(profile, self._stream()):
+            try:
+                selected = context.set_optimization_profile_async(profile, self._stream())
+            except RuntimeError as exc:  # the binding raises when TensorRT refuses
+                raise RuntimeError(f"cannot select optimisation profile {profile} of {self.engine_path}: {exc}") \
+                    from None
+            if not selected:
                 raise RuntimeError(f"cannot select optimisation profile {profile} of {self.engine_path}")
             self._contexts[profile] = context
         return self._contexts[profile]
@@ -137,7 +149,7 @@ class TrtEngineRunner:
         batch = int(images.shape[0])
         if tuple(images.shape[1:]) != self.image_shape or tuple(heatmaps.shape[1:]) != self.heatmap_shape \
                 or heatmaps.shape[0] != batch:
-            raise ValueError(f"engine {self.engine_path.name} takes images (B, {self.image_shape}) and heatmaps "
+            raise InputError(f"engine {self.engine_path.name} takes images (B, {self.image_shape}) and heatmaps "
                              f"(B, {self.heatmap_shape}); got {tuple(images.shape)} and {tuple(heatmaps.shape)}")
         if batch == 0:
             return torch.zeros((0, self.embedding_dim), dtype=torch.float32, device=self.device)
@@ -161,7 +173,7 @@ class TrtEngineRunner:
                 t = torch.cat([t, t[-1:].expand(padded - size, *t.shape[1:])], dim=0)
             t = t.contiguous()
             if not context.set_input_shape(name, tuple(t.shape)):
-                raise ValueError(f"engine {self.engine_path.name} rejects shape {tuple(t.shape)} for {name} "
+                raise InputError(f"engine {self.engine_path.name} rejects shape {tuple(t.shape)} for {name} "
                                  f"(profile {self.profiles[profile_index]})")
             context.set_tensor_address(name, int(t.data_ptr()))
             alive.append(t)

@@ -9,9 +9,11 @@ import pytest
 
 import trt_double
 from engines_helpers import random_inputs, small_exports, small_model, small_prefix, torch_reference, workdir
-from spot_edge.backends import BackendUnavailableError, Embedder, EmbedderInputError, create_embedder
+
+from spot_edge.backends import BackendUnavailableError, Embedder, InputError, create_embedder
 from spot_edge.backends.onnxruntime_backend import OnnxRuntimeEmbedder, choose_providers
 from spot_edge.backends.torch_backend import TorchEmbedder
+from spot_edge.device import DeviceError
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_auto_picks_onnxruntime_for_onnx_and_loads_both_modalities(ort_embedder)
     assert create_embedder(small_prefix().parent, threads=1).modalities == ("visible", "infrared")
     single = create_embedder(small_exports()["visible"], threads=1)
     assert single.modalities == ("visible",)
-    with pytest.raises(EmbedderInputError, match="cannot embed 'infrared'"):
+    with pytest.raises(InputError, match="cannot embed 'infrared'"):
         single.embed(*random_inputs(config, 1), "infrared")
 
 
@@ -59,43 +61,102 @@ def test_empty_batch_and_splitting(ort_embedder):
                                ort_embedder.embed(images, heatmaps, "infrared"), atol=1e-5)
 
 
-def test_bad_inputs_give_clear_errors(ort_embedder):
-    config = small_model().config
-    images, heatmaps = random_inputs(config, 2)
-    with pytest.raises(EmbedderInputError, match="uint8"):
-        ort_embedder.embed(images.astype(np.uint8), heatmaps, "visible")
-    h, w = config.preprocessing.size
-    hs, ws = config.preprocessing.heatmap_size
-    with pytest.raises(EmbedderInputError, match=rf"images must be \(B, 3, {h}, {w}\)"):
-        ort_embedder.embed(images[:, :, :64], heatmaps, "visible")
-    with pytest.raises(EmbedderInputError, match=rf"heatmaps must be \(B, 56, {hs}, {ws}\)"):
-        ort_embedder.embed(images, heatmaps[:, :18], "visible")
-    with pytest.raises(EmbedderInputError, match="batch sizes differ"):
-        ort_embedder.embed(images, heatmaps[:1], "visible")
-    bad = images.copy()
-    bad[0, 0, 0, 0] = np.nan
-    with pytest.raises(EmbedderInputError, match="NaN"):
-        ort_embedder.embed(bad, heatmaps, "visible")
-    with pytest.raises(EmbedderInputError, match="thermal"):
-        ort_embedder.embed(images, heatmaps, "thermal")
-    # float64 and torch tensors are accepted and converted
+def _bad(kind: str):
+    """Inputs of one family of mistakes for spot-small (each refused by Embedder.embed)."""
     import torch
 
+    config = small_model().config
+    images, heatmaps = random_inputs(config, 2)
+    nan, inf = images.copy(), heatmaps.copy()
+    nan[0, 0, 0, 0] = np.nan
+    inf[1, 3, 2, 1] = np.inf
+    cases = {
+        "uint8 images": (images.astype(np.uint8), heatmaps, "visible"),
+        "int64 images": (images.astype(np.int64), heatmaps, "visible"),
+        "float16 images": (images.astype(np.float16), heatmaps, "visible"),
+        "float16 torch heatmaps": (images, torch.from_numpy(heatmaps).half(), "visible"),
+        "bfloat16 torch images": (torch.from_numpy(images).bfloat16(), heatmaps, "visible"),
+        "images of another size": (images[:, :, :64], heatmaps, "visible"),
+        "3-d images": (images[0], heatmaps, "visible"),
+        "18 pose maps": (images, heatmaps[:, :18], "visible"),
+        "batch sizes differ": (images, heatmaps[:1], "visible"),
+        "NaN image": (nan, heatmaps, "visible"),
+        "Inf pose map": (images, inf, "visible"),
+        "raw 0..255 float pixels": (images * 0 + 200.0, heatmaps, "visible"),
+        "huge finite images": (images * 1e30, heatmaps, "visible"),
+        "huge pose maps": (images, heatmaps * 1e6, "visible"),
+        "unknown modality": (images, heatmaps, "thermal"),
+        "modality given as an index": (images, heatmaps, 0),
+    }
+    return cases[kind]
+
+
+BAD_INPUTS = [
+    ("uint8 images", "uint8; normalise"), ("int64 images", "must be float32"), ("float16 images", "float16"),
+    ("float16 torch heatmaps", "float16"), ("bfloat16 torch images", "bfloat16"),
+    ("images of another size", r"images must be \(B, 3, 128, 64\)"), ("3-d images", "images must be"),
+    ("18 pose maps", r"heatmaps must be \(B, 56, 32, 16\)"), ("batch sizes differ", "batch sizes differ"),
+    ("NaN image", "NaN or Inf"), ("Inf pose map", "NaN or Inf"), ("raw 0..255 float pixels", "normalise"),
+    ("huge finite images", "far outside"), ("huge pose maps", "far outside"), ("unknown modality", "thermal"),
+    ("modality given as an index", "cannot embed 0"),
+]
+
+
+@pytest.mark.parametrize("kind, message", BAD_INPUTS)
+def test_bad_inputs_are_refused_with_input_error(ort_embedder, kind, message):
+    with pytest.raises(InputError, match=message):
+        ort_embedder.embed(*_bad(kind))
+
+
+def test_accepted_conversions(ort_embedder):
+    """float64 arrays and float32 torch tensors are the same inputs."""
+    import torch
+
+    images, heatmaps = random_inputs(small_model().config, 2)
     a = ort_embedder.embed(images.astype(np.float64), torch.from_numpy(heatmaps), "visible")
     np.testing.assert_allclose(a, ort_embedder.embed(images, heatmaps, "visible"), atol=1e-6)
 
 
-def test_factory_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown backend"):
-        create_embedder(small_prefix(), backend="tflite")
-    with pytest.raises(ValueError, match="cannot run a onnx"):
-        create_embedder(small_prefix(), backend="pytorch")
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        create_embedder(tmp_path / "nothing")
-    with pytest.raises(BackendUnavailableError):
-        create_embedder(small_model(), device="cuda")  # no GPU in CI
-    with pytest.raises(BackendUnavailableError, match="fp16"):
-        TorchEmbedder(small_model(), device="cpu", fp16=True)
+def test_a_non_finite_embedding_is_refused():
+    """An overflow inside the network that the input checks let through is still not returned."""
+    class Overflowing(Embedder):
+        name = "overflowing"
+        preprocessing = small_model().config.preprocessing
+        embedding_dim = 4
+        modalities = ("visible",)
+
+        def _embed_batch(self, images, heatmaps, modality):
+            out = np.ones((images.shape[0], 4), np.float32)
+            out[-1] = np.nan
+            return out
+
+    with pytest.raises(InputError, match="1 of 3 inputs .* not finite"):
+        Overflowing().embed(*random_inputs(small_model().config, 3), "visible")
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda tmp: create_embedder(small_prefix(), backend="tflite"), InputError, "unknown backend"),
+    (lambda tmp: create_embedder(small_prefix(), backend="pytorch"), InputError, "cannot run a onnx"),
+    (lambda tmp: create_embedder(tmp / "nothing"), FileNotFoundError, "no checkpoint"),
+    (lambda tmp: create_embedder(small_model(), device="tpu"), DeviceError, "unknown device"),
+    (lambda tmp: create_embedder(small_prefix(), device="npu"), InputError, "unknown device"),
+    (lambda tmp: create_embedder(small_prefix(), threads=0), InputError, "threads"),
+    (lambda tmp: create_embedder(small_prefix(), max_batch=0), InputError, "max_batch"),
+    (lambda tmp: TorchEmbedder(small_model(), device="cpu", fp16=True), BackendUnavailableError, "fp16"),
+    (lambda tmp: TorchEmbedder(small_model(), device="cpu", cuda_graphs=True), BackendUnavailableError, "cuda_graphs"),
+])
+def test_factory_errors(tmp_path, make, error, message):
+    with pytest.raises(error, match=message):
+        make(tmp_path)
+
+
+def test_cuda_without_a_gpu_is_a_device_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        create_embedder(small_model(), device="cuda")
 
 
 def test_provider_choice():
@@ -111,6 +172,7 @@ def test_mismatched_graphs_are_refused(tmp_path):
     import shutil
 
     from spot_edge.engines import export_onnx
+
     from spot_edge.model import SPOT, preset
 
     shutil.copyfile(small_exports()["visible"], tmp_path / "m.visible.onnx")
@@ -140,7 +202,7 @@ def test_checkpoint_runs_on_pytorch_and_onnxruntime(tmp_path):
 def test_tensorrt_backend_with_the_double(monkeypatch, tmp_path):
     from spot_edge.engines import BatchProfile, BuildOptions, GpuInfo, build_engine
 
-    monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module())
+    monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module("11.1"))
     gpu = GpuInfo("Orin", (8, 7))
     for modality, onnx_path in small_exports().items():
         build_engine(onnx_path, tmp_path / f"spot.{modality}.fp16.engine",
@@ -177,3 +239,31 @@ def test_embedder_is_an_abc_others_can_implement():
     assert out.shape == (5, 4)
     with pytest.raises(TypeError):
         Embedder()
+
+
+def test_cuda_graph_runner_needs_a_cuda_model():
+    from spot_edge.backends.cuda_graphs import CudaGraphRunner
+
+    with pytest.raises(ValueError, match="CUDA device"):
+        CudaGraphRunner(small_model())
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager():
+    import torch
+
+    from spot_edge.backends.cuda_graphs import CudaGraphRunner
+    from spot_edge.model import SPOT, preset
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    model = SPOT(preset("spot-small")).eval().cuda()
+    images, heatmaps = (torch.from_numpy(a).cuda() for a in random_inputs(model.config, 4, seed=3))
+    runner = CudaGraphRunner(model)
+    with torch.inference_mode():
+        eager = model(images, heatmaps, "visible")
+    replayed = runner(images, heatmaps, "visible").clone()
+    torch.testing.assert_close(replayed, eager, atol=1e-4, rtol=1e-4)
+    static_images, _ = runner.static_inputs(images, heatmaps, "visible")
+    static_images.copy_(images.flip(0))
+    torch.testing.assert_close(runner(static_images, heatmaps.flip(0), "visible"), eager.flip(0), atol=1e-4, rtol=1e-4)

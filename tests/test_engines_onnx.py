@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engines_helpers import random_inputs, small_exports, small_model, torch_reference, workdir
+
 from spot_edge.engines import ArtifactError, ArtifactInfo, check_onnx, export_onnx, read_onnx_info
 from spot_edge.engines.metadata import NORMALIZATION
 
@@ -62,7 +63,7 @@ def test_metadata_round_trip():
         assert info.preprocessing == model.config.preprocessing
         assert info.embedding_dim == model.config.embedding_dim
         assert info.normalization == NORMALIZATION == "outside"
-        assert info.opset == 17
+        assert info.opset == 17 and info.precision == "fp32" and info.calibration is None
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         assert props["spot_edge.version"]
         inputs = json.loads(props["spot_edge.inputs"])
@@ -107,23 +108,15 @@ def test_export_errors(tmp_path):
         export_onnx(model, tmp_path / "a.onnx", "visible", opset=13)
     with pytest.raises(TypeError, match="SPOT"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "a.onnx", "visible")
-
-
-def test_plugin_export_needs_the_kernels_helper(tmp_path, monkeypatch):
-    from spot_edge.engines import onnx_export
-
-    monkeypatch.setattr(onnx_export, "_plugin_exporter", lambda: None)
-    with pytest.raises(NotImplementedError, match="plugins"):
-        export_onnx(small_model(), tmp_path / "p.onnx", "visible", plugins=True)
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_plugin_export_writes_plugin_nodes_and_records_them(tmp_path):
     """plugins=True goes through spot_edge.kernels.onnx_plugins.export_onnx_with_plugins."""
-    from spot_edge.backends import create_embedder
-    from spot_edge.engines import onnx_export, onnx_operators, unsupported_trt_operators
+    from spot_edge.engines import onnx_operators, unsupported_trt_operators
 
-    if onnx_export._plugin_exporter() is None:
-        pytest.skip("spot_edge.kernels.onnx_plugins.export_onnx_with_plugins is not available")
+    from spot_edge.backends import create_embedder
+
     path = export_onnx(small_model(), tmp_path / "p.infrared.onnx", "infrared", plugins=True)  # checks included
     info = read_onnx_info(path)
     assert info.modality == "infrared" and info.plugins

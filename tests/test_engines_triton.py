@@ -8,6 +8,7 @@ import pytest
 
 import trt_double
 from engines_helpers import small_exports, small_model
+
 from spot_edge.engines.triton_repo import export_triton_repo, model_config_text, validate_model_config
 
 
@@ -33,6 +34,7 @@ def test_onnx_repository_validates_against_tritons_schema(tmp_path):
         assert list(parsed.output[0].dims) == [config.embedding_dim]
         assert parsed.parameters["spot_edge.modality"].string_value == modality
         assert parsed.parameters["spot_edge.config_fingerprint"].string_value == config.fingerprint()
+        assert parsed.parameters["spot_edge.precision"].string_value == "fp32"
     with pytest.raises(FileExistsError, match="overwrite"):
         export_triton_repo(small_exports(), tmp_path / "repo")
 
@@ -41,7 +43,7 @@ def test_engine_repository_respects_the_profile(monkeypatch, tmp_path):
     _schema_or_skip()
     from spot_edge.engines import BatchProfile, BuildOptions, GpuInfo, build_engine
 
-    monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module())
+    monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module("11.1"))
     engine = tmp_path / "spot.visible.fp16.engine"
     build_engine(small_exports()["visible"], engine, BuildOptions(profiles=(BatchProfile(1, 8, 16),)),
                  gpu=GpuInfo("A100", (8, 0)))

@@ -7,8 +7,9 @@ import onnx
 import pytest
 
 from engines_helpers import random_inputs, small_exports, torch_reference, workdir
+
 from spot_edge.engines import UnsupportedOperatorError, check_trt_operators, onnx_operators, trt_supported_operators
-from spot_edge.engines.onnx_export import TRT_OPS_FILE
+from spot_edge.engines.trt_ops import TRT_OPS_FILE
 
 
 def test_operator_list_is_the_documented_one():
@@ -22,11 +23,13 @@ def test_operator_list_is_the_documented_one():
     assert (TRT_OPS_FILE.parent / "trt_ops.md").read_text().count("onnx-tensorrt") >= 2  # its source
 
 
-def test_small_config_uses_only_tensorrt_operators():
-    for path in small_exports().values():
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_small_config_uses_only_tensorrt_operators(precision):
+    for path in small_exports(precision).values():
         check_trt_operators(onnx.load(str(path), load_external_data=False))
         ops = onnx_operators(path)
         assert ops["MatMul"] >= 4 and ops["Softmax"] == 2  # ASR attention + TPI transformer
+        assert (ops["QuantizeLinear"] > 0) == (precision == "int8")
 
 
 def test_attention_scale_is_applied_before_the_first_matmul():
@@ -63,6 +66,7 @@ def test_paper_config_exports_with_tensorrt_operators_and_matches_pytorch():
     import torch
 
     from spot_edge.engines import export_onnx
+
     from spot_edge.model import SPOT, preset
 
     torch.manual_seed(0)

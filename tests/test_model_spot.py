@@ -136,17 +136,52 @@ def test_bad_input_gives_clear_error(images, heatmaps, modality, message):
         model(images, heatmaps, modality)
 
 
-def test_nan_input_is_refused():
-    """Documented behaviour: NaN/Inf anywhere in the inputs raises InputError."""
+def test_an_fp16_tensor_into_an_fp32_model_is_refused():
+    model = SPOT(tiny("spot")).eval()
+    images, heatmaps, _ = inputs(batch=2)
+    with pytest.raises(InputError, match="float16 but the model's weights are torch.float32"):
+        model(images.half(), heatmaps.half(), "visible")
+    with pytest.raises(InputError, match="heatmaps are torch.float16 but images are torch.float32"):
+        model(images, heatmaps.half(), "visible")
+
+
+def test_non_finite_input_is_refused_at_the_boundary():
+    """NaN/Inf are refused by check_inputs (what the Embedder and the CLI run), not inside forward:
+    forward stays free of host synchronisations."""
     model = SPOT(tiny("spot")).eval()
     images, heatmaps, _ = inputs(batch=2)
     images[1, 0, 3, 3] = float("nan")
     with pytest.raises(InputError, match="NaN"):
-        model(images, heatmaps, "visible")
+        model.check_inputs(images, heatmaps, "visible")
     images, heatmaps, _ = inputs(batch=2)
     heatmaps[0, 5, 1, 1] = float("inf")
     with pytest.raises(InputError, match="NaN or Inf"):
+        model.check_inputs(images, heatmaps, "visible")
+
+
+def test_forward_does_not_synchronise_on_values(monkeypatch):
+    """The string-modality forward never reads a tensor value on the host (no isfinite().all(),
+    no .item()): a sync would break CUDA-graph capture and torch.compile."""
+    model = SPOT(tiny("spot")).eval()
+    images, heatmaps, _ = inputs(batch=2)
+    reads = []
+    for name in ("__bool__", "item"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    with torch.no_grad():
         model(images, heatmaps, "visible")
+    assert reads == []
+
+
+def test_model_input_error_is_the_package_one():
+    from spot_edge.errors import InputError as PackageInputError
+
+    assert InputError is PackageInputError
 
 
 def test_baseline_runs_without_heatmaps():

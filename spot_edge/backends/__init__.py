@@ -4,11 +4,13 @@
 >>> embedder = create_embedder("exports/spot")          # spot.visible.onnx + spot.infrared.onnx
 >>> embedder.embed(images, heatmaps, "infrared")        # (B, D) float32, L2-normalised
 
-ONNX Runtime on CPU is the embedded default: it runs wherever spot-edge installs.
+ONNX Runtime on CPU is the embedded default: it runs wherever spot-edge installs. Bad input to
+``embed`` raises :class:`spot_edge.errors.InputError`.
 """
 
-from spot_edge.backends.base import BackendUnavailableError, Embedder, EmbedderInputError
-from spot_edge.backends.factory import BACKENDS, available_backends, create_embedder, resolve_backend
+from spot_edge.backends.base import BackendUnavailableError, Embedder
+from spot_edge.backends.factory import EMBEDDER_BACKENDS, available_backends, create_embedder, resolve_backend
+from spot_edge.errors import InputError
 
-__all__ = ["Embedder", "EmbedderInputError", "BackendUnavailableError", "create_embedder", "resolve_backend", "available_backends",
-           "BACKENDS"]
+__all__ = ["Embedder", "InputError", "BackendUnavailableError", "create_embedder", "resolve_backend",
+           "available_backends", "EMBEDDER_BACKENDS"]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spot_edge.backends.base import BackendUnavailableError, Embedder
 from spot_edge.backends.artifacts import classify
+from spot_edge.backends.base import BackendUnavailableError, Embedder
+from spot_edge.errors import InputError
+from spot_edge.modality import MODALITIES
 
-BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
+#: backend names create_embedder accepts ("auto" = the best one for the source, see resolve_backend)
+EMBEDDER_BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
 #: which backends can run which kind of source
 RUNS = {"model": ("pytorch",), "checkpoint": ("pytorch", "onnxruntime"), "onnx": ("onnxruntime",),
         "engine": ("tensorrt",)}
@@ -26,13 +29,13 @@ def resolve_backend(source, backend: str = "auto") -> str:
     """The backend that runs ``source``: ``backend`` itself when it can, the ``"auto"`` choice
     (engines -> TensorRT; ONNX -> ONNX Runtime; a checkpoint or model -> PyTorch) otherwise.
     This is the one auto rule: :func:`create_embedder` and ``spot-edge doctor`` both use it."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend not in EMBEDDER_BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(EMBEDDER_BACKENDS)}")
     kind = classify(source)
     if backend == "auto":
         return RUNS[kind][0]
     if backend not in RUNS[kind]:
-        raise ValueError(f"the {backend} backend cannot run a {kind} ({source}); it runs "
+        raise InputError(f"the {backend} backend cannot run a {kind} ({source}); it runs "
                          f"{[k for k, v in RUNS.items() if backend in v]}. "
                          "Export ONNX with `spot-edge export-onnx`, build engines with `spot-edge build-engine`.")
     return backend
@@ -75,7 +78,6 @@ def create_embedder(source, backend: str = "auto", device: str = "auto", **optio
 
 def _export_checkpoint(checkpoint: Path, export_dir) -> dict[str, Path]:
     """Export both modalities of a checkpoint (once; reused while newer than the checkpoint)."""
-    from spot_edge.engines.metadata import MODALITIES
     from spot_edge.engines.onnx_export import export_onnx, onnx_path_for
     from spot_edge.model import load_checkpoint
 
@@ -92,4 +94,4 @@ def _export_checkpoint(checkpoint: Path, export_dir) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["create_embedder", "resolve_backend", "available_backends", "BACKENDS", "BackendUnavailableError"]
+__all__ = ["create_embedder", "resolve_backend", "available_backends", "EMBEDDER_BACKENDS", "BackendUnavailableError"]

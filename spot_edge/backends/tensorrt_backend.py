@@ -7,8 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from spot_edge.backends.base import BackendUnavailableError, Embedder
 from spot_edge.backends.artifacts import ENGINE_SUFFIXES, find_per_modality
+from spot_edge.backends.base import BackendUnavailableError, Embedder
+from spot_edge.modality import MODALITIES
+
+__all__ = ["TensorRTEmbedder", "engine_modality"]
 
 
 def engine_modality(path: Path) -> str:
@@ -25,7 +28,8 @@ class TensorRTEmbedder(Embedder):
             or a ``{modality: path}`` mapping. Each engine's sidecar is verified against this GPU
             and TensorRT version.
         device: ``"cuda"``/``"cuda:N"`` (``"auto"`` = ``"cuda"``).
-        plugin_libraries: plugin libraries the engines need.
+        plugin_libraries: plugin libraries the engines need (loaded once per process, whatever the
+            number of engines).
         gpu: override GPU detection (tests with the TensorRT double).
     """
 
@@ -33,7 +37,7 @@ class TensorRTEmbedder(Embedder):
 
     def __init__(self, source, device: str = "auto", plugin_libraries: Sequence[str | Path] = (),
                  gpu=None) -> None:
-        from spot_edge.engines.trt_builder import TensorRTUnavailableError, import_tensorrt
+        from spot_edge.engines.trt_compat import TensorRTUnavailableError, import_tensorrt
         from spot_edge.engines.trt_runtime import TrtEngineRunner
 
         try:
@@ -54,10 +58,12 @@ class TensorRTEmbedder(Embedder):
         self.preprocessing = first.preprocessing
         self.embedding_dim = first.embedding_dim
         self.num_pose_maps = first.num_pose_maps
-        self.modalities = tuple(m for m in ("visible", "infrared") if m in paths)
+        self.modalities = tuple(m for m in MODALITIES if m in paths)
         # embed() hands each runner at most this many; the runner splits/pads per its profiles
         self.max_batch = max(r.max_batch for r in self.runners.values())
         self.config_fingerprint = first.config_fingerprint
+        precisions = {r.metadata.precision for r in self.runners.values()}
+        self.precision = precisions.pop() if len(precisions) == 1 else "mixed"
 
     def _embed_batch(self, images: np.ndarray, heatmaps: np.ndarray, modality: str) -> np.ndarray:
         import torch

@@ -8,8 +8,10 @@ from typing import Callable, Union
 import torch
 from torch import Tensor, nn
 
+from spot_edge.errors import InputError
+from spot_edge.modality import MODALITIES, check_modality, modality_index
 from spot_edge.model.asr import AttendedStructureRepresentation
-from spot_edge.model.backbone import MODALITIES, DualPathResNet
+from spot_edge.model.backbone import DualPathResNet
 from spot_edge.model.config import SpotConfig
 from spot_edge.model.heads import BNNeckClassifier, FusionBlock, GlobalPool, l2_normalize
 from spot_edge.model.structure import RelationNetwork, StructureInjection, resize_to
@@ -17,16 +19,7 @@ from spot_edge.model.tpi import TransformerPartInteraction
 
 Modality = Union[str, Tensor]
 
-
-class InputError(ValueError):
-    """The inputs given to SPOT do not have the documented form."""
-
-
-def modality_index(name: str) -> int:
-    """``"visible" -> 0``, ``"infrared" -> 1`` (the per-sample modality tensor uses these)."""
-    if name not in MODALITIES:
-        raise InputError(f"unknown modality {name!r}; use 'visible' or 'infrared'")
-    return MODALITIES.index(name)
+__all__ = ["SPOT", "InputError", "modality_index", "Modality"]
 
 
 def _is_exporting() -> bool:
@@ -51,9 +44,14 @@ class SPOT(nn.Module):
     (L_IS), ``"ip"`` (L_IP), ``"if"`` (L_IF); in eval mode the retrieval embedding
     ``(B, D)``, L2-normalised.
 
-    Inputs are validated (shapes, modality, finite values) outside of tracing/export; NaN or
-    Inf anywhere in the inputs raises :class:`InputError` (set ``validate_inputs = False`` to
-    skip the checks, e.g. inside CUDA graphs).
+    ``forward`` never synchronises with the host on the string-modality path (CUDA graphs,
+    ``torch.compile``): outside tracing/export it checks only what the tensors' metadata says
+    (shapes, dtypes against the weights, the modality name; :meth:`check_structure`), raising
+    :class:`InputError`. Value checks (NaN/Inf) need the values on the host, so they belong at
+    the boundary where inputs arrive: :meth:`check_inputs` (the ``Embedder`` and the command
+    line call it). ``validate_inputs = False`` skips the metadata checks too. A per-sample
+    modality tensor is checked for 0/1 values in ``forward``: that path indexes by value and
+    synchronises anyway.
     """
 
     def __init__(self, config: SpotConfig | None = None, imagenet_weights: str | Path | None = None) -> None:
@@ -69,16 +67,19 @@ class SPOT(nn.Module):
             i = config.inject_layer
             structure_width = (config.relation_channels[i - 1] if config.structure_source == "relation"
                                else config.num_pose_maps)
-            self.injection = StructureInjection(channels[i - 1], structure_width, config.injection_mode)
+            self.injection = StructureInjection(channels[i - 1], structure_width, config.injection_mode,
+                                                config.injection_bn_init)
         c_s = config.relation_channels[3]
         self.asr = (AttendedStructureRepresentation(dim, c_s, config.asr_key_dim, config.asr_attention_scale)
                     if config.use_asr else None)
         self.tpi = (TransformerPartInteraction(dim, c_s, config.num_parts, config.transformer_heads,
                                                config.transformer_layers, config.transformer_ffn_dim,
-                                               config.transformer_dropout, config.pe_base)
+                                               config.transformer_dropout, config.pe_base,
+                                               norm=config.transformer_norm)
                     if config.use_tpi else None)
         self.fusion = FusionBlock(dim, config.fusion) if config.fusion != "none" else None
         self.pool = GlobalPool(config.pooling, config.gem_p)
+        self.is_pool = GlobalPool(config.asr_pooling, config.gem_p)   # F_IS from the ASR map (no weights)
         self.heads = nn.ModuleDict({b: BNNeckClassifier(dim, config.num_classes) for b in config.branches})
         self.validate_inputs = True
         if imagenet_weights is not None:
@@ -100,8 +101,10 @@ class SPOT(nn.Module):
         return self.config.embedding_dim
 
     # ------------------------------------------------------------------ checks
-    def check_inputs(self, images: Tensor, heatmaps: Tensor | None, modality: Modality) -> None:
-        """Raise :class:`InputError` with a clear message for inputs of the wrong form."""
+    def check_structure(self, images: Tensor, heatmaps: Tensor | None, modality: Modality) -> None:
+        """:class:`InputError` for inputs of the wrong form, from tensor metadata only (no sync):
+        shapes, batch sizes, dtypes (floating, and the weights' dtype: an fp16 tensor into an
+        fp32 model is refused), the modality name or the modality tensor's shape."""
         c = self.config
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -109,6 +112,10 @@ class SPOT(nn.Module):
         if not images.is_floating_point():
             raise InputError(f"images must be floating point (normalised), got {images.dtype}; "
                              f"use spot_edge.preprocessing.PreprocessSpec to convert uint8 images")
+        weights = self._weight_dtype()
+        if images.dtype != weights and not torch.is_autocast_enabled(images.device.type):
+            raise InputError(f"images are {images.dtype} but the model's weights are {weights}; convert the "
+                             f"inputs (images.to({weights})) or the model (model.to({images.dtype}))")
         if images.shape[0] == 0:
             raise InputError("empty batch")
         if images.shape[2] < 32 or images.shape[3] < 16:
@@ -125,24 +132,43 @@ class SPOT(nn.Module):
                 raise InputError(f"batch sizes differ: {batch} images, {heatmaps.shape[0]} heatmaps")
             if not heatmaps.is_floating_point():
                 raise InputError(f"heatmaps must be floating point, got {heatmaps.dtype}")
+            if heatmaps.dtype != images.dtype:
+                raise InputError(f"heatmaps are {heatmaps.dtype} but images are {images.dtype}; use one dtype")
         if isinstance(modality, str):
-            modality_index(modality)
+            check_modality(modality)
         elif isinstance(modality, Tensor):
             if modality.shape != (batch,):
                 raise InputError(f"a per-sample modality tensor must have shape ({batch},); got {tuple(modality.shape)}")
-            if modality.is_floating_point() or ((modality != 0) & (modality != 1)).any():
+            if modality.is_floating_point():
                 raise InputError("a per-sample modality tensor must hold integers 0 (visible) or 1 (infrared)")
         else:
             raise InputError(f"modality must be 'visible', 'infrared' or a (B,) tensor; got {modality!r}")
+
+    def check_inputs(self, images: Tensor, heatmaps: Tensor | None, modality: Modality) -> None:
+        """:meth:`check_structure` plus the value checks (NaN/Inf, modality values): what the
+        boundary runs once per batch. The value checks synchronise with the device."""
+        self.check_structure(images, heatmaps, modality)
+        if isinstance(modality, Tensor):
+            self._check_modality_values(modality)
         if not torch.isfinite(images).all():
             raise InputError("images contain NaN or Inf values; SPOT refuses non-finite input")
         if heatmaps is not None and not torch.isfinite(heatmaps).all():
             raise InputError("heatmaps contain NaN or Inf values; SPOT refuses non-finite input")
 
+    @staticmethod
+    def _check_modality_values(modality: Tensor) -> None:
+        if ((modality != 0) & (modality != 1)).any():
+            raise InputError("a per-sample modality tensor must hold integers 0 (visible) or 1 (infrared)")
+
+    def _weight_dtype(self) -> torch.dtype:
+        return next(self.backbone.parameters()).dtype
+
     # ------------------------------------------------------------------ forward
     def forward(self, images: Tensor, heatmaps: Tensor | None, modality: Modality):
         if self.validate_inputs and not _is_exporting():
-            self.check_inputs(images, heatmaps, modality)
+            self.check_structure(images, heatmaps, modality)
+            if isinstance(modality, Tensor):  # this path indexes by value: it synchronises anyway
+                self._check_modality_values(modality)
         features = self.extract_features(images, heatmaps, modality, training=self.training)
         if self.training:
             bn_features, logits = {}, {}
@@ -153,8 +179,7 @@ class SPOT(nn.Module):
 
     def embed_features(self, features: dict[str, Tensor]) -> Tensor:
         """Eval-mode embedding from branch features: ``(B, D)``, L2-normalised."""
-        which = self.config.resolved_embedding
-        names = ("is", "ip") if which == "concat" else (which,)
+        names = self.config.embedding_branches
         parts = [self.heads[n].bn(features[n]) if self.config.embedding_after_bn else features[n] for n in names]
         return l2_normalize(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
 
@@ -171,7 +196,7 @@ class SPOT(nn.Module):
         if "base" in needed:
             out["base"] = self.pool(feature_map)
         if {"is", "if"} & needed:
-            out["is"] = self.asr(feature_map, structure).mean(dim=(-2, -1))
+            out["is"] = self.is_pool(self.asr(feature_map, structure))
         if {"ip", "if"} & needed:
             out["ip"] = self.tpi(feature_map, structure)
         if "if" in needed:
@@ -179,8 +204,7 @@ class SPOT(nn.Module):
         return out
 
     def _embedding_branches(self) -> set[str]:
-        which = self.config.resolved_embedding
-        return {"is", "ip"} if which == "concat" else {which}
+        return set(self.config.embedding_branches)
 
     def feature_maps(self, images: Tensor, heatmaps: Tensor | None, modality: Modality
                      ) -> tuple[Tensor, Tensor | None]:
