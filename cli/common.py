@@ -10,6 +10,9 @@ prints as it is).
 
 Consoles: :data:`console` (stderr) and :data:`stdout` never interpret markup either; style with
 ``style=`` arguments or :class:`rich.text.Text`.
+
+Help: every :class:`CliApp` renders ``--help`` as plain text that re-flows to the terminal width,
+with example command lines kept verbatim and nothing truncated (``cli/help_format.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from spot_edge.cli.help_format import HelpCommand, HelpGroup
 from spot_edge.errors import SpotEdgeError
 from spot_edge.paths import optional_user_path, user_path
 
 __all__ = ["CliApp", "CliError", "console", "stdout", "friendly_errors", "guard_command", "error_line", "print_json",
-           "user_path", "optional_user_path", "warn", "note", "check_range", "USER_ERRORS"]
+           "print_table", "user_path", "optional_user_path", "warn", "note", "check_range", "USER_ERRORS"]
 
 console = Console(stderr=True, markup=False, highlight=False)
 stdout = Console(markup=False, highlight=False)
@@ -116,14 +121,19 @@ def guard_command(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 class CliApp(typer.Typer):
     """``typer.Typer`` whose commands report errors through :func:`friendly_errors` (one line, exit 2),
-    whether they are run from the ``spot-edge`` command or from this group's own app (tests)."""
+    whether they are run from the ``spot-edge`` command or from this group's own app (tests), and
+    whose help pages are plain text laid out by ``cli/help_format.py`` (paragraphs re-flow,
+    examples verbatim, no markup, no truncation)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("add_completion", False)
         kwargs.setdefault("pretty_exceptions_enable", False)
+        kwargs.setdefault("rich_markup_mode", None)
+        kwargs.setdefault("cls", HelpGroup)
         super().__init__(**kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        kwargs.setdefault("cls", HelpCommand)
         register = super().command(*args, **kwargs)
 
         def decorator(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -142,6 +152,27 @@ def check_range(name: str, value: Optional[float], minimum: Optional[float] = No
         raise CliError(f"{name} must be at least {minimum:g}, got {value:g}")
     if maximum is not None and value > maximum:
         raise CliError(f"{name} must be at most {maximum:g}, got {value:g}")
+
+
+#: The width tables are laid out at when the output is not a terminal (a pipe, a log file).
+UNWRAPPED_WIDTH = 400
+
+
+def print_table(table: Table, to: Console | None = None) -> None:
+    """Print a rich table without losing text: cells fold instead of ending in '…'; on a terminal it
+    fits the terminal's width, elsewhere (a pipe, a log) it takes its natural width, unwrapped."""
+    to = to or console
+    for column in table.columns:
+        column.overflow = "fold"
+    if to.is_terminal:
+        to.print(table)
+        return
+    width = to.width
+    to.width = max(width, UNWRAPPED_WIDTH)
+    try:
+        to.print(table, crop=False)
+    finally:
+        to.width = width
 
 
 def print_json(data: Any) -> None:

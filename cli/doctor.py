@@ -1,22 +1,29 @@
-"""``spot-edge doctor``: what this machine has (GPU, CUDA, TensorRT, ONNX Runtime, Triton, ...)
-and which backends spot-edge will use.
-
-Wire into the main app with ``app.command("doctor")(doctor.doctor)``.
-"""
+"""``spot-edge doctor``: what this machine has and which backends spot-edge will use."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from spot_edge.cli.common import CliApp, console, print_json
+from spot_edge.cli.common import CliApp, console, print_json, print_table
+
+app = CliApp(help="Report what this machine has and which backends spot-edge will use.")
+
+_SOURCE_LABELS = {"tensorrt_engine": "a TensorRT engine", "onnx_model": "an ONNX model", "checkpoint": "a checkpoint"}
 
 
+def _yes_no(ok: bool) -> Text:
+    return Text("yes", style="green") if ok else Text("no", style="red")
+
+
+@app.command("doctor")
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON.")) -> None:
-    """Report Python, PyTorch/CUDA, GPUs, TensorRT, ONNX Runtime, Triton, cuda-python, faiss, OpenCV
-    (GStreamer), the kernel libraries, and the backends the 'auto' settings choose here.
+    """Report what this machine has and which backends spot-edge will use.
 
-    Never fails because a package is missing: missing pieces are listed with the reason.
+    Lists Python, PyTorch/CUDA, GPUs, TensorRT, ONNX Runtime, Triton, cuda-python, faiss, OpenCV
+    (GStreamer) and the kernel libraries, then what the 'auto' settings choose here. Never fails
+    because a package is missing: missing pieces are listed with the reason.
 
     Examples:
       spot-edge doctor
@@ -30,30 +37,25 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full re
         return
     table = Table("component", "", "details", title="spot-edge doctor", title_justify="left")
     for name, ok, detail in summary_rows(report):
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail)
-    console.print(table)
+        table.add_row(name, _yes_no(ok), detail)
+    print_table(table)
     defaults = report.get("defaults", {})
     if "error" in defaults:
-        console.print(f"[red]could not resolve the default backends:[/] {defaults['error']}")
+        console.print(Text.assemble(("could not resolve the default backends: ", "red"), defaults["error"]),
+                      soft_wrap=True)
         return
     lines = Table("setting", "choice", "why", title="defaults ('auto')", title_justify="left")
-    emb = defaults["embedder"]
     lines.add_row("device", defaults["device"], "")
-    lines.add_row("embedding backend", str(emb["backend"]), emb["reason"])
     if defaults.get("onnxruntime_providers"):
         lines.add_row("ONNX Runtime providers", ", ".join(defaults["onnxruntime_providers"]), "in order of preference")
-    labels = {"tensorrt_engine": "a TensorRT engine", "onnx_model": "an ONNX model",
-              "checkpoint_or_model": "a checkpoint"}
     for kind, choice in defaults.get("embedder_by_source", {}).items():
-        lines.add_row(f"  for {labels.get(kind, kind)}", choice, "create_embedder(source) picks it")
+        runs = Text(choice["backend"], style=None if choice["runs_here"] else "red")
+        lines.add_row(f"embedder for {_SOURCE_LABELS.get(kind, kind)}", runs, choice["detail"])
     lines.add_row("kernel backend", defaults["kernels"]["backend"], defaults["kernels"]["reason"])
     lines.add_row("pose network", defaults["pose"]["device"], "")
     lines.add_row("gallery search", defaults["gallery_search"]["backend"], defaults["gallery_search"]["reason"])
     lines.add_row("camera input", defaults["camera_input"], "")
-    console.print(lines)
+    print_table(lines)
 
 
-app = CliApp(help="Report what this machine has and which backends spot-edge will use.")
-app.command("doctor")(doctor)
-
-__all__ = ["doctor", "app"]
+__all__ = ["app", "doctor"]

@@ -2,85 +2,103 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from spot_edge.cli.common import CliApp
+from spot_edge.cli.common import (CliApp, CliError, check_range, console, optional_user_path, print_table, stdout,
+                                  user_path, warn)
 
 app = CliApp(
     name="pose",
     help="OpenPose COCO body heatmaps (the 56 maps SPOT reads): convert weights, make maps, export.\n\n"
          "Example: spot-edge pose maps frames/ heatmaps/ --weights body_pose_model.pth",
     no_args_is_help=True,
-    add_completion=False,
 )
 
+_STAGES = typer.Option(0, "--stages", help="Use only the first N stages (1-6; 0: the config's).")
 
 
-def _parse_hw(text: str, what: str) -> tuple[int, int]:
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``"368x368"`` -> ``(368, 368)``; anything else is a one-line usage error naming ``option``."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"{what} must look like HEIGHTxWIDTH, e.g. 368x368; got {text!r}") from None
+        raise CliError(f"{option} must look like HEIGHTxWIDTH, e.g. 368x368; got {text!r}") from None
+    check_range(f"{option} height", h, 1)
+    check_range(f"{option} width", w, 1)
     return h, w
 
 
 def _config(name: str, stages: int):
     from spot_edge.pose.network import get_pose_config, with_stages
 
+    check_range("--stages", stages, 0, 6)
     return with_stages(name, stages) if stages else get_pose_config(name)
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console)
 
 
 @app.command("info")
 def info(
     config: list[str] = typer.Option(["openpose_coco", "openpose_coco_lite"], "--config", "-c",
-                                     help="Network config(s): openpose_coco, openpose_coco_lite, openpose_coco_caffe."),
+                                     help="Network config(s): openpose_coco, openpose_coco_lite, "
+                                          "openpose_coco_caffe."),
     size: list[str] = typer.Option(["368x368", "288x144"], "--size", help="Input HxW (repeatable)."),
 ) -> None:
     """Parameter counts and GMAC of the pose network next to the published model's.
 
-    Example: spot-edge pose info --size 368x656
+    Example:
+      spot-edge pose info --size 368x656
     """
-    from rich.console import Console
     from rich.table import Table
 
     from spot_edge.pose.info import cost_table
 
-    rows = cost_table(tuple(config), tuple(_parse_hw(s, "--size") for s in size))
+    sizes = tuple(parse_size(s, "--size") for s in size)
+    for h, w in sizes:
+        if h < 8 or w < 8:
+            raise CliError(f"--size {h}x{w} is smaller than the network's stride (8)")
+    rows = cost_table(tuple(config), sizes)
     table = Table(title="OpenPose body network (COCO, 56 maps)")
     for col in ("config", "stages", "input", "params M", "pub. M", "GMAC", "pub. GMAC", "VGG"):
-        table.add_column(col, justify="right" if col not in ("config",) else "left")
+        table.add_column(col, justify="left" if col == "config" else "right")
     for r in rows:
         table.add_row(r["config"], str(r["stages"]), r["input"], f"{r['params_M']:.3f}",
                       "-" if r["published_params_M"] is None else f"{r['published_params_M']:.3f}",
                       f"{r['gmac']:.1f}", "-" if r["published_gmac"] is None else f"{r['published_gmac']:.0f}",
                       f"{r['backbone_share']:.0%}")
-    Console().print(table)
+    print_table(table, stdout)
 
 
 @app.command("convert-caffe")
 def convert_caffe(
     caffemodel: Path = typer.Argument(..., help="pose_iter_440000.caffemodel (CMU COCO body model)."),
     output: Path = typer.Argument(..., help="Output weights: .safetensors or .pth (PyTorch-port key layout)."),
-    stages: int = typer.Option(0, "--stages", help="Use only the first N stages (1-6; 0: the config's)."),
+    stages: int = _STAGES,
 ) -> None:
     """Convert the CMU Caffe model to PyTorch weights (no Caffe needed) and check they fit.
 
-    Example: spot-edge pose convert-caffe pose_iter_440000.caffemodel body_pose_model.safetensors
+    Example:
+      spot-edge pose convert-caffe pose_iter_440000.caffemodel pose.safetensors
     """
     from spot_edge.pose.caffe import caffemodel_to_state_dict
     from spot_edge.pose.network import OpenPoseBody
     from spot_edge.pose.weights import load_pose_weights, save_pose_weights
 
+    caffemodel, output = user_path(caffemodel), user_path(output)
+    body = OpenPoseBody(_config("openpose_coco", stages))
+    if not caffemodel.is_file():
+        raise FileNotFoundError(f"Caffe model not found: {caffemodel}")
     sd = caffemodel_to_state_dict(caffemodel)
-    report = load_pose_weights(OpenPoseBody(_config("openpose_coco", stages)), dict(sd))  # raises with the mismatching keys
+    report = load_pose_weights(body, dict(sd))  # raises with the mismatching keys
     save_pose_weights(sd, output)
     typer.echo(f"wrote {output} ({report.loaded} tensors, {sum(v.numel() for v in sd.values()):,} parameters)")
 
@@ -89,28 +107,37 @@ def convert_caffe(
 def maps(
     images: Path = typer.Argument(..., help="Folder of images (BGR/grey; grey is replicated to 3 channels)."),
     output: Path = typer.Argument(..., help="Folder for <name>_pose_heatmaps.png (OpenPose format)."),
-    weights: Path = typer.Option(..., "--weights", "-w", help="body_pose_model.pth, .safetensors or .caffemodel."),
+    weights: Path = typer.Option(..., "--weights", "-w", help="body_pose_model.pth, .safetensors or "
+                                 ".caffemodel."),
     config: str = typer.Option("openpose_coco", "--config", "-c", help="openpose_coco or openpose_coco_lite."),
-    stages: int = typer.Option(0, "--stages", help="Use only the first N stages (1-6; 0: the config's)."),
-    net_height: int = typer.Option(368, "--net-height", help="Resize frames to this height first (0: keep size)."),
+    stages: int = _STAGES,
+    net_height: int = typer.Option(368, "--net-height", help="Resize frames to this height first (0: keep "
+                                   "size)."),
     keypoints: bool = typer.Option(False, "--keypoints/--no-keypoints", help="Also write <name>_keypoints.json."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda:0."),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
     """Run the OpenPose network over an image folder and write the 56 maps per image.
 
-    Example: spot-edge pose maps frames/ heatmaps/ --weights body_pose_model.pth --keypoints
+    Example:
+      spot-edge pose maps frames/ heatmaps/ --weights body_pose_model.pth
     """
     import cv2
 
-    from spot_edge.pose.network import PoseEstimator
+    from spot_edge.imageio import list_images, read_image
+    from spot_edge.pose.estimators import create_pose_estimator
     from spot_edge.pose.openpose_json import write_openpose_json
     from spot_edge.pose.openpose_png import heatmaps_png_name, write_pose_heatmaps_png
     from spot_edge.pose.parse import parse_pose_maps
 
-    from spot_edge.imageio import list_images, read_image
-
+    images, output, weights = user_path(images), user_path(output), user_path(weights)
+    check_range("--net-height", net_height, 0)
+    if 0 < net_height < 8:
+        raise CliError(f"--net-height must be 0 (keep size) or at least 8 (the network's stride), got {net_height}")
+    pose_config = _config(config, stages)
+    if not weights.is_file():
+        raise FileNotFoundError(f"pose weights not found: {weights}")
     files = list_images(images)
-    est = PoseEstimator.from_weights(weights, config=_config(config, stages), device=device)
+    est = create_pose_estimator(weights, backend="pytorch", device=device, config=pose_config)
     with _progress() as progress:
         task = progress.add_task("pose maps", total=len(files))
         for f in files:
@@ -118,7 +145,8 @@ def maps(
             scale = 1.0
             if net_height > 0:
                 scale = net_height / img.shape[0]
-                img = cv2.resize(img, (max(8, round(img.shape[1] * scale)), net_height), interpolation=cv2.INTER_CUBIC)
+                img = cv2.resize(img, (max(8, round(img.shape[1] * scale)), net_height),
+                                 interpolation=cv2.INTER_CUBIC)
             m = est(img)[0].float().cpu().numpy()
             write_pose_heatmaps_png(output / heatmaps_png_name(f.name), m)
             if keypoints:
@@ -142,24 +170,28 @@ def render(
 ) -> None:
     """Render the 56 maps from keypoints (any detector / annotations) instead of running the network.
 
-    Example: spot-edge pose render json/ heatmaps/ --image-size 288x144 --out-size 36x18
+    Example:
+      spot-edge pose render json/ heatmaps/ --image-size 288x144 --out-size 36x18
     """
     from spot_edge.pose.openpose_json import KEYPOINTS_SUFFIX, read_openpose_json
-    from spot_edge.pose.openpose_png import write_pose_heatmaps_png
+    from spot_edge.pose.openpose_png import HEATMAPS_SUFFIX, write_pose_heatmaps_png
     from spot_edge.pose.render import render_pose_maps
 
+    keypoints_dir, output = user_path(keypoints_dir), user_path(output)
+    ih, iw = parse_size(image_size, "--image-size")
+    oh, ow = parse_size(out_size, "--out-size") if out_size else (-(-ih // 8), -(-iw // 8))
+    if not sigma > 0 or not paf_width > 0:   # also refuses NaN
+        raise CliError(f"--sigma and --paf-width must be positive, got {sigma:g} and {paf_width:g}")
     if not keypoints_dir.is_dir():
         raise FileNotFoundError(f"keypoint folder not found: {keypoints_dir}")
     files = sorted(keypoints_dir.glob("*" + KEYPOINTS_SUFFIX))
     if not files:
         raise FileNotFoundError(f"no *{KEYPOINTS_SUFFIX} files in {keypoints_dir}")
-    ih, iw = _parse_hw(image_size, "--image-size")
-    oh, ow = _parse_hw(out_size, "--out-size") if out_size else (max(1, -(-ih // 8)), max(1, -(-iw // 8)))
     with _progress() as progress:
         task = progress.add_task("render", total=len(files))
         for f in files:
             m = render_pose_maps(read_openpose_json(f), (ih, iw), (oh, ow), sigma=sigma, paf_width=paf_width)
-            write_pose_heatmaps_png(output / (f.name[: -len(KEYPOINTS_SUFFIX)] + "_pose_heatmaps.png"), m)
+            write_pose_heatmaps_png(output / (f.name[: -len(KEYPOINTS_SUFFIX)] + HEATMAPS_SUFFIX), m)
             progress.advance(task)
     typer.echo(f"rendered {len(files)} heatmap files ({oh}x{ow}) to {output}")
 
@@ -167,9 +199,10 @@ def render(
 @app.command("export-onnx")
 def export_onnx(
     output: Path = typer.Argument(..., help="Output .onnx file."),
-    weights: Path = typer.Option(None, "--weights", "-w", help="Weights; omit only for a shape-only test graph."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights; omit only for a shape-only "
+                                           "test graph."),
     config: str = typer.Option("openpose_coco", "--config", "-c", help="openpose_coco or openpose_coco_lite."),
-    stages: int = typer.Option(0, "--stages", help="Use only the first N stages (1-6; 0: the config's)."),
+    stages: int = _STAGES,
     size: str = typer.Option("368x368", "--size", help="Sample input HxW (multiples of 8); H, W stay dynamic."),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize",
                                    help="Put BGR/256-0.5 inside the graph (input: raw BGR 0-255)."),
@@ -177,33 +210,42 @@ def export_onnx(
 ) -> None:
     """Export the pose network to ONNX (dynamic batch, height, width); output (B, 56, H/8, W/8).
 
-    Example: spot-edge pose export-onnx pose.onnx --weights body_pose_model.pth --config openpose_coco_lite
+    Example:
+      spot-edge pose export-onnx pose.onnx --weights body_pose_model.pth
     """
     import torch
 
-    from spot_edge.pose.network import OpenPoseBody
+    from spot_edge.pose.network import OpenPoseBody, RandomWeightsWarning
     from spot_edge.pose.onnx_export import check_onnx_parity, export_pose_onnx
     from spot_edge.pose.weights import load_pose_weights
 
+    output, weights = user_path(output), optional_user_path(weights)
+    h, w = parse_size(size, "--size")
+    if h % 8 or w % 8:
+        raise CliError(f"--size must be multiples of 8 (the network's stride), got {h}x{w}")
     model = OpenPoseBody(_config(config, stages)).eval()
     if weights is not None:
+        if not weights.is_file():
+            raise FileNotFoundError(f"pose weights not found: {weights}")
         load_pose_weights(model, weights)
     else:
-        typer.echo("WARNING: no --weights: exporting RANDOM weights (shape tests only)", err=True)
-    h, w = _parse_hw(size, "--size")
-    export_pose_onnx(model, output, (h, w), normalize=normalize)
-    if check:
-        scale = 255.0 if normalize else 1.0
-        offset = 0.0 if normalize else 0.5
-        g = torch.Generator().manual_seed(0)
-        inputs = [torch.rand(1, 3, h, w, generator=g) * scale - offset,
-                  torch.rand(2, 3, h + 16, max(8, w - 8), generator=g) * scale - offset]
-        diff = check_onnx_parity(model, output, inputs, atol=1e-3, normalize=normalize)
-        typer.echo(f"onnxruntime parity: max abs diff {diff:.2e}")
+        warn("no --weights: exporting RANDOM weights (shape tests only)")
+    with warnings.catch_warnings():
+        if weights is None:   # said once above, not on every forward pass
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+        export_pose_onnx(model, output, (h, w), normalize=normalize)
+        if check:
+            scale = 255.0 if normalize else 1.0
+            offset = 0.0 if normalize else 0.5
+            g = torch.Generator().manual_seed(0)
+            inputs = [torch.rand(1, 3, h, w, generator=g) * scale - offset,
+                      torch.rand(2, 3, h + 16, max(8, w - 8), generator=g) * scale - offset]
+            diff = check_onnx_parity(model, output, inputs, atol=1e-3, normalize=normalize)
+            typer.echo(f"onnxruntime parity: max abs diff {diff:.2e}")
     typer.echo(f"wrote {output}")
 
 
-__all__ = ["app"]
+__all__ = ["app", "parse_size"]
 
 if __name__ == "__main__":  # python -m spot_edge.cli.pose ...
     app()

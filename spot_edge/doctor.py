@@ -11,8 +11,10 @@ unavailable with the reason, never a crash. Nothing heavy is imported at module 
   ``faiss``, ``opencv`` (with ``gstreamer`` from ``cv2.getBuildInformation()``);
 - ``kernels``: the CUDA kernel library (``libspot_edge_kernels.so``), the TensorRT plugin
   library (``libspot_edge_trt_plugins.so``) and the kernel backends usable here;
-- ``defaults``: the device, embedding backend, kernel backend, pose device and gallery search
-  that ``"auto"`` settings resolve to on this machine, each with the reason.
+- ``defaults``: the device, the embedding backend ``create_embedder(source)`` picks for each kind
+  of source (the backends' own auto rule, :func:`spot_edge.backends.resolve_backend`) and whether
+  it runs here, the kernel backend, pose device and gallery search that ``"auto"`` settings
+  resolve to on this machine, each with the reason.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any, Callable
-
-TRT_PLUGIN_FILE = "libspot_edge_trt_plugins.so"
-TRT_PLUGIN_ENV = "SPOT_EDGE_TRT_PLUGINS"
 
 
 def _import(name: str):
@@ -164,45 +163,34 @@ def probe_opencv() -> dict[str, Any]:
 
 
 def _trt_plugin_library() -> str | None:
-    env = os.environ.get(TRT_PLUGIN_ENV)
-    candidates = [Path(env)] if env else []
-    try:
-        from spot_edge.kernels import cuda_ops
+    """The TensorRT plugin library beside the CUDA kernel library, where ``spot-edge kernels build``
+    puts both, or None."""
+    from spot_edge.kernels import cuda_ops
+    from spot_edge.kernels.build import PLUGIN_LIBRARY_FILE
 
-        folders = {p.parent for p in cuda_ops.library_candidates()}
-    except Exception:  # noqa: BLE001
-        root = Path(__file__).resolve().parent.parent
-        folders = {root / "build", root / "kernels" / "lib"}
-    candidates += [folder / TRT_PLUGIN_FILE for folder in sorted(folders)]
-    for path in candidates:
-        if path.is_file():
-            return str(path)
+    for folder in dict.fromkeys(p.parent for p in cuda_ops.library_candidates()):
+        if (folder / PLUGIN_LIBRARY_FILE).is_file():
+            return str(folder / PLUGIN_LIBRARY_FILE)
     return None
 
 
 def probe_kernels() -> dict[str, Any]:
-    out: dict[str, Any] = {"available": True}
-    kernels = _import("spot_edge.kernels")
-    try:
-        from spot_edge.kernels import cuda_ops
+    from spot_edge import kernels
+    from spot_edge.kernels import cuda_ops
 
+    out: dict[str, Any] = {"available": True,
+                           "cuda_library_candidates": [str(p) for p in cuda_ops.library_candidates()]}
+    try:
         out["cuda_library"] = cuda_ops.library_path()
         out["cuda_library_reason"] = cuda_ops.unavailable_reason()
-        out["cuda_library_candidates"] = [str(p) for p in cuda_ops.library_candidates()]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a library that fails to load is reported, not raised
         out["cuda_library"] = None
         out["cuda_library_reason"] = _reason(exc)
     out["trt_plugin_library"] = _trt_plugin_library()
-    available = getattr(kernels, "available_backends", None)
-    if available is not None:
-        device = "cuda" if _torch_cuda() else "cpu"
-        out["backends"] = list(available(device))
-        out["backends_device"] = device
-        reason = getattr(kernels, "triton_unavailable_reason", None)
-        if reason is not None:
-            out["triton_reason"] = reason(None)
-    else:
-        out["backends"] = ["reference"]
+    device = "cuda" if _torch_cuda() else "cpu"
+    out["backends"] = list(kernels.available_backends(device))
+    out["backends_device"] = device
+    out["triton_reason"] = kernels.triton_unavailable_reason(None)
     return out
 
 
@@ -230,68 +218,52 @@ PROBES: dict[str, Callable[[], dict[str, Any]]] = {
 # ----------------------------------------------------------------------------- defaults
 
 
-def _backends_module_choice() -> dict[str, Any] | None:
-    """Ask ``spot_edge.backends`` (when installed) which embedding backend ``"auto"`` picks."""
-    try:
-        backends = _import("spot_edge.backends")
-    except Exception:  # noqa: BLE001 - absent or broken: fall back to our own rule
-        return None
-    for name in ("resolve_backend", "default_backend", "auto_backend"):
-        fn = getattr(backends, name, None)
-        if callable(fn):
-            try:
-                choice = fn("auto") if name == "resolve_backend" else fn()
-            except Exception:  # noqa: BLE001
-                continue
-            return {"backend": str(choice), "reason": f"spot_edge.backends.{name}()"}
-    return None
+#: What a user points the embedder at, and a name of that kind for :func:`spot_edge.backends.resolve_backend`.
+SOURCE_KINDS = {"tensorrt_engine": "model.engine", "onnx_model": "model.onnx", "checkpoint": "model.safetensors"}
+
+
+def _embedder_choices(report: dict[str, Any], cuda: bool, providers: list[str]) -> dict[str, dict[str, Any]]:
+    """Per kind of source: the backend ``create_embedder(source)`` picks (the backends' one auto
+    rule, :func:`spot_edge.backends.resolve_backend`) and whether it can run here."""
+    from spot_edge.backends import resolve_backend
+
+    choices = {}
+    for kind, example in SOURCE_KINDS.items():
+        backend = resolve_backend(example, "auto")
+        if backend == "tensorrt":
+            trt = bool(report.get("tensorrt", {}).get("available"))
+            runs = trt and cuda
+            detail = "on the GPU" if runs else ("needs a CUDA GPU" if trt else "needs the tensorrt package and a "
+                                                "CUDA GPU: pip install 'spot-edge[tensorrt]'")
+        elif backend == "onnxruntime":
+            runs = bool(providers)
+            detail = (", ".join(_onnxruntime_providers(providers)) if runs
+                      else "needs onnxruntime: pip install onnxruntime")
+        else:
+            runs = bool(report.get("torch", {}).get("available"))
+            detail = ("on CUDA" if cuda else "on the CPU") if runs else "needs PyTorch: pip install torch"
+        choices[kind] = {"backend": backend, "runs_here": runs, "detail": detail}
+    return choices
 
 
 def _onnxruntime_providers(available: list[str]) -> list[str]:
     """The providers ``spot_edge.backends`` asks ONNX Runtime for with ``device="auto"``."""
-    try:
-        from spot_edge.backends.onnxruntime_backend import choose_providers
+    from spot_edge.backends.onnxruntime_backend import choose_providers
 
-        return list(choose_providers("auto", available))
-    except Exception:  # noqa: BLE001 - backends absent or onnxruntime broken: same rule, stated here
-        preferred = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in available]
-        return preferred or list(available)
+    return list(choose_providers("auto", available))
 
 
 def resolve_defaults(report: dict[str, Any]) -> dict[str, Any]:
     """What the ``"auto"`` settings choose on this machine, with reasons."""
     torch_info = report.get("torch", {})
     cuda = bool(torch_info.get("available") and torch_info.get("cuda_available"))
-    trt = bool(report.get("tensorrt", {}).get("available"))
     ort = report.get("onnxruntime", {})
     providers = ort.get("providers", []) if ort.get("available") else []
     defaults: dict[str, Any] = {"device": "cuda" if cuda else "cpu"}
 
-    choice = _backends_module_choice()
-    if choice is None:
-        if trt and cuda:
-            choice = {"backend": "tensorrt", "reason": "TensorRT and a CUDA GPU are present (needs a built engine)"}
-        elif cuda:
-            choice = {"backend": "pytorch", "reason": "a CUDA GPU is present: PyTorch CUDA, fp16, CUDA graphs"}
-        elif ort.get("available"):
-            choice = {"backend": "onnxruntime", "reason": "no CUDA GPU: the ONNX Runtime CPU backend "
-                                                          "(the embedded default)"}
-        elif torch_info.get("available"):
-            choice = {"backend": "pytorch", "reason": "no CUDA GPU and no ONNX Runtime: PyTorch on the CPU"}
-        else:
-            choice = {"backend": None, "reason": "neither PyTorch nor ONNX Runtime is installed: "
-                                                 "pip install onnxruntime (or torch)"}
-    defaults["embedder"] = choice
     if providers:
         defaults["onnxruntime_providers"] = _onnxruntime_providers(providers)
-    defaults["embedder_by_source"] = {
-        "tensorrt_engine": "tensorrt" if (trt and cuda) else "unavailable: needs the tensorrt package and a CUDA GPU",
-        "onnx_model": (f"onnxruntime ({', '.join(defaults['onnxruntime_providers'])})" if providers
-                       else "unavailable: pip install onnxruntime"),
-        "checkpoint_or_model": (f"pytorch on {'CUDA' if cuda else 'the CPU'}" if torch_info.get("available")
-                                else "unavailable: PyTorch is not installed"),
-    }
+    defaults["embedder_by_source"] = _embedder_choices(report, cuda, providers)
 
     kernels = report.get("kernels", {})
     usable = kernels.get("backends", ["reference"]) if kernels.get("available") else ["reference"]
@@ -363,11 +335,11 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, bool, str]]:
         rows.append(("CUDA kernel library", bool(k.get("cuda_library")),
                      k.get("cuda_library") or k.get("cuda_library_reason") or "not built"))
         rows.append(("TensorRT plugin library", bool(k.get("trt_plugin_library")),
-                     k.get("trt_plugin_library") or f"{TRT_PLUGIN_FILE} not built"))
+                     k.get("trt_plugin_library") or "not built (spot-edge kernels build --tensorrt-root ...)"))
         rows.append(("kernel backends", True, ", ".join(k.get("backends", ["reference"]))))
     else:
         rows.append(("spot_edge.kernels", False, k.get("reason", "unavailable")))
     return rows
 
 
-__all__ = ["collect", "resolve_defaults", "summary_rows", "opencv_video_backends", "PROBES"]
+__all__ = ["collect", "resolve_defaults", "summary_rows", "opencv_video_backends", "PROBES", "SOURCE_KINDS"]

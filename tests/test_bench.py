@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import spot_edge.latency as bench
-from spot_edge.latency import (BenchmarkError, BenchSettings, Timer, TorchRunner, check_targets, latency_stats,
-                             markdown_table, run_benchmark, write_report)
+import spot_edge.latency.runners as runners
+from spot_edge.device import DeviceError
+from spot_edge.latency import (REPORT_FORMAT, BenchmarkError, BenchSettings, Timer, TorchRunner, check_targets,
+                               latency_stats, markdown_table, run_benchmark, write_report)
 from spot_edge.model import SPOT, preset
 
 TINY = dict(batch_sizes=(1, 2), iters=3, warmup=1, gallery_size=40, top_k=3, device="cpu", threads=1)
@@ -43,7 +44,7 @@ def test_timer_excludes_warmup_and_counts_iterations():
 
 def test_report_structure(report):
     json.dumps(report)  # serialisable
-    assert report["format"] == bench.REPORT_FORMAT
+    assert report["format"] == REPORT_FORMAT
     assert {"machine", "model", "settings", "results", "skipped", "targets", "created"} <= set(report)
     assert report["model"]["input_size"] == [128, 64] and report["model"]["embedding_dim"] == 512
     assert report["machine"]["device"] == "cpu" and report["machine"]["torch_threads"] == 1
@@ -100,28 +101,31 @@ def test_external_backend_through_create_embedder(model, monkeypatch, tmp_path):
 
     engine = tmp_path / "spot.engine"
     engine.write_bytes(b"x")
-    monkeypatch.setattr(bench, "embedder_factory", lambda: create_embedder)
+    monkeypatch.setattr(runners, "create_embedder", create_embedder)
     out = run_benchmark(model, BenchSettings(backends=("tensorrt",), stages=("embed", "end_to_end"),
                                              source=str(engine), **TINY))
     assert made["backend"] == "tensorrt" and made["source"] == str(engine) and made["embedder"].calls > 0
     assert {r["backend"] for r in out["results"]} == {"tensorrt"} and len(out["results"]) == 4
 
 
-def test_missing_backends_module_is_skipped_with_reason(model, monkeypatch):
-    monkeypatch.setattr(bench, "embedder_factory", lambda: None)
-    out = run_benchmark(model, BenchSettings(backends=("onnxruntime",), stages=("embed",), **TINY))
-    assert out["results"] == []
-    assert "spot_edge.backends" in out["skipped"][0]["reason"]
+def test_tensorrt_without_source_is_skipped_with_reason(model):
+    out = run_benchmark(model, BenchSettings(backends=("tensorrt",), stages=("embed",), **TINY))
+    assert out["results"] == [] and "--source" in out["skipped"][0]["reason"]
 
 
-def test_settings_are_validated(model):
-    for bad in (dict(batch_sizes=(0,)), dict(backends=("tflite",)), dict(precisions=("int4",)),
-                dict(stages=("nope",)), dict(modality="thermal"), dict(iters=0)):
-        with pytest.raises(BenchmarkError):
-            BenchSettings(**bad).validate()
-    if not torch.cuda.is_available():
-        with pytest.raises(BenchmarkError, match="CUDA"):
-            run_benchmark(model, BenchSettings(device="cuda"))
+@pytest.mark.parametrize("bad", [dict(batch_sizes=(0,)), dict(batch_sizes=()), dict(backends=("tflite",)),
+                                 dict(precisions=("int4",)), dict(stages=("nope",)), dict(modality="thermal"),
+                                 dict(iters=0), dict(warmup=-1), dict(gallery_size=0), dict(top_k=0),
+                                 dict(kernels="fast"), dict(threads=0), dict(frame_size=(8, 640))])
+def test_settings_are_validated(bad):
+    with pytest.raises(BenchmarkError):
+        BenchSettings(**bad).validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_absent_cuda_device_is_refused(model):
+    with pytest.raises(DeviceError, match="CUDA"):
+        run_benchmark(model, BenchSettings(device="cuda"))
 
 
 def test_fp16_needs_cuda(model):
@@ -153,29 +157,24 @@ def test_cuda_graph_runner_matches_eager():
     assert not torch.allclose(out2, out)
 
 
-def test_cli_bench_json(tmp_path):
-    import typer
+def test_cli_bench_json(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from spot_edge.cli.bench import bench as bench_command
+    from spot_edge.cli.bench import app
 
-    app = typer.Typer()
-    app.command("bench")(bench_command)
-    app.command("other")(lambda: None)
-    result = CliRunner().invoke(app, ["bench", "--preset", "baseline-small", "--batch", "1", "--iters", "2",
-                                      "--warmup", "0", "--device", "cpu", "--threads", "1", "--gallery-size", "20",
-                                      "--out", str(tmp_path), "--json"])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["--preset", "baseline-small", "--batch", "1", "--iters", "2", "--warmup", "0",
+                                      "--device", "cpu", "--threads", "1", "--gallery-size", "20",
+                                      "--out", "results/bench", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["settings"]["batch_sizes"] == [1] and len(report["results"]) == 4
-    assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.png").is_file()
-    bad = CliRunner().invoke(app, ["bench", "--batch", "0", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "batch sizes" in bad.output
+    assert (tmp_path / "results/bench/bench.json").is_file() and (tmp_path / "results/bench/bench.png").is_file()
+    assert not list((tmp_path / "results/bench").glob(".*"))      # no temporary files left behind
 
 
 def test_real_backends_module_pytorch_and_onnxruntime():
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("spot_edge.backends")
     model = SPOT(preset("baseline-small", num_classes=4))
     settings = dict(TINY, batch_sizes=(2,), iters=2)
     out = run_benchmark(model, BenchSettings(backends=("pytorch-embedder", "onnxruntime"), stages=("embed",),

@@ -32,22 +32,30 @@ def test_report_fields():
     assert "reference" in report["kernels"]["backends"]
     d = report["defaults"]
     assert d["device"] in ("cpu", "cuda")
-    assert d["embedder"]["backend"] and d["embedder"]["reason"]
+    assert set(d["embedder_by_source"]) == set(doctor.SOURCE_KINDS)
     assert d["kernels"]["backend"] in ("reference", "triton", "cuda")
     assert {row[0] for row in summary_rows(report)} >= {"Python", "PyTorch", "TensorRT", "ONNX Runtime", "OpenCV"}
 
 
-def test_missing_packages_never_crash(monkeypatch):
-    for name in ("tensorrt", "onnxruntime", "triton", "cuda", "cuda.bindings", "faiss", "cv2", "torch",
-                 "spot_edge.backends"):
+@pytest.mark.parametrize("missing", [
+    ("tensorrt", "onnxruntime", "triton", "cuda", "cuda.bindings", "faiss", "cv2", "torch"),
+    ("tensorrt", "onnxruntime", "triton", "cuda", "cuda.bindings", "faiss", "cv2", "torch", "spot_edge.backends"),
+])
+def test_missing_packages_never_crash(monkeypatch, missing):
+    for name in missing:
         monkeypatch.setitem(sys.modules, name, None)      # makes `import name` raise ImportError
     report = collect()
     json.dumps(report)
     for name in ("tensorrt", "onnxruntime", "triton", "cuda_python", "faiss", "opencv", "torch"):
         assert report[name]["available"] is False and "Error" in report[name]["reason"], name
-    assert report["defaults"]["embedder"]["backend"] is None
-    assert "pip install" in report["defaults"]["embedder"]["reason"]
-    assert report["defaults"]["device"] == "cpu"
+    defaults = report["defaults"]
+    if "spot_edge.backends" in missing:
+        assert "Error" in defaults["error"]
+    else:
+        assert defaults["device"] == "cpu"
+        by_source = defaults["embedder_by_source"]
+        assert not any(choice["runs_here"] for choice in by_source.values())
+        assert "pip install" in by_source["onnx_model"]["detail"]
     assert summary_rows(report)
 
 
@@ -60,41 +68,46 @@ def test_broken_package_is_reported(monkeypatch):
 
     broken.get_available_providers = fail
     monkeypatch.setitem(sys.modules, "onnxruntime", broken)
-    exploding = types.ModuleType("tensorrt")
-    monkeypatch.setitem(sys.modules, "tensorrt", exploding)
-    monkeypatch.setattr(doctor, "probe_tensorrt", lambda: 1 / 0)
-    monkeypatch.setitem(doctor.PROBES, "tensorrt", doctor.probe_tensorrt)
+    monkeypatch.setitem(doctor.PROBES, "tensorrt", lambda: 1 / 0)
     report = collect()
     assert report["onnxruntime"] == {"available": False, "reason": "RuntimeError: provider library corrupt"}
     assert report["tensorrt"]["available"] is False and "ZeroDivisionError" in report["tensorrt"]["reason"]
 
 
-@pytest.mark.parametrize("cuda,trt,ort,torch_ok,expected", [
-    (True, True, True, True, "tensorrt"),
-    (True, False, True, True, "pytorch"),
-    (False, True, True, True, "onnxruntime"),
-    (False, False, False, True, "pytorch"),
-    (False, False, False, False, None),
+def _report(cuda, trt, ort, torch_ok):
+    return {"torch": {"available": torch_ok, "cuda_available": cuda}, "tensorrt": {"available": trt},
+            "onnxruntime": {"available": ort, "providers": ["CPUExecutionProvider"] if ort else []},
+            "kernels": {"available": True, "backends": ["reference", "triton"] if cuda else ["reference"]},
+            "faiss": {"available": False}, "opencv": {"available": True, "gstreamer": True}}
+
+
+@pytest.mark.parametrize("cuda,trt,ort,torch_ok,runs", [
+    (True, True, True, True, {"tensorrt_engine": True, "onnx_model": True, "checkpoint": True}),
+    (True, False, True, True, {"tensorrt_engine": False, "onnx_model": True, "checkpoint": True}),
+    (False, True, True, True, {"tensorrt_engine": False, "onnx_model": True, "checkpoint": True}),
+    (False, False, False, True, {"tensorrt_engine": False, "onnx_model": False, "checkpoint": True}),
+    (False, False, False, False, {"tensorrt_engine": False, "onnx_model": False, "checkpoint": False}),
 ])
-def test_default_embedder_choice(monkeypatch, cuda, trt, ort, torch_ok, expected):
-    monkeypatch.setattr(doctor, "_backends_module_choice", lambda: None)
-    report = {"torch": {"available": torch_ok, "cuda_available": cuda}, "tensorrt": {"available": trt},
-              "onnxruntime": {"available": ort, "providers": ["CPUExecutionProvider"] if ort else []},
-              "kernels": {"available": True, "backends": ["reference", "triton"] if cuda else ["reference"]},
-              "faiss": {"available": False}, "opencv": {"available": True, "gstreamer": True}}
-    d = resolve_defaults(report)
-    assert d["embedder"]["backend"] == expected
+def test_embedder_choice_per_source_kind(cuda, trt, ort, torch_ok, runs):
+    from spot_edge.backends import resolve_backend
+
+    d = resolve_defaults(_report(cuda, trt, ort, torch_ok))
+    for kind, choice in d["embedder_by_source"].items():
+        assert choice["backend"] == resolve_backend(doctor.SOURCE_KINDS[kind]), kind   # the backends' rule
+        assert choice["runs_here"] is runs[kind], kind
+        assert choice["detail"]
     assert d["device"] == ("cuda" if cuda else "cpu")
     assert d["kernels"]["backend"] == ("triton" if cuda else "reference")
     assert "GStreamer" in d["camera_input"]
 
 
-def test_backends_module_decides_when_present(monkeypatch):
-    fake = types.ModuleType("spot_edge.backends")
-    fake.resolve_backend = lambda name: "onnxruntime-cuda"
-    monkeypatch.setitem(sys.modules, "spot_edge.backends", fake)
-    d = resolve_defaults({"torch": {"available": True, "cuda_available": False}})
-    assert d["embedder"] == {"backend": "onnxruntime-cuda", "reason": "spot_edge.backends.resolve_backend()"}
+def test_doctor_follows_the_backends_auto_rule(monkeypatch):
+    """doctor has no auto rule of its own: what spot_edge.backends.resolve_backend says is reported."""
+    import spot_edge.backends
+
+    monkeypatch.setattr(spot_edge.backends, "resolve_backend", lambda source, backend="auto": "onnxruntime")
+    d = resolve_defaults(_report(False, False, True, True))
+    assert {c["backend"] for c in d["embedder_by_source"].values()} == {"onnxruntime"}
 
 
 BUILD_INFO = """
@@ -122,29 +135,17 @@ def test_opencv_build_information_parsing():
     assert opencv_video_backends("") == {}
 
 
-def test_cli_doctor_json():
-    import typer
+def test_cli_doctor(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from spot_edge.cli.doctor import doctor as doctor_command
+    from spot_edge.cli.doctor import app
 
-    app = typer.Typer()
-    app.command("doctor")(doctor_command)
-    app.command("other")(lambda: None)
-    result = CliRunner().invoke(app, ["doctor", "--json"])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(COMPONENTS) <= set(report) and "defaults" in report
-    table = CliRunner().invoke(app, ["doctor"])
-    assert table.exit_code == 0 and "ONNX Runtime" in table.output and "defaults" in table.output
-
-
-def test_embedder_choice_per_source_kind(monkeypatch):
-    monkeypatch.setattr(doctor, "_backends_module_choice", lambda: None)
-    d = resolve_defaults({"torch": {"available": True, "cuda_available": True}, "tensorrt": {"available": True},
-                          "onnxruntime": {"available": True, "providers": ["CUDAExecutionProvider",
-                                                                            "CPUExecutionProvider"]}})
-    by_source = d["embedder_by_source"]
-    assert by_source["tensorrt_engine"] == "tensorrt"
-    assert by_source["onnx_model"] == "onnxruntime (CUDAExecutionProvider, CPUExecutionProvider)"
-    assert by_source["checkpoint_or_model"] == "pytorch on CUDA"
+    table = CliRunner().invoke(app, [], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "ONNX Runtime" in table.output and "defaults" in table.output
+    assert "pip install 'spot-edge[tensorrt]'" in table.output or report["tensorrt"]["available"]

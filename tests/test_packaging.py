@@ -25,7 +25,8 @@ def test_every_package_folder_is_declared():
             rel = init.parent.relative_to(base)
             name = ".".join([dotted, *rel.parts]) if rel.parts else dotted
             # a folder mapped explicitly elsewhere is declared there
-            if not any(name.startswith(k + ".") or name == k for k in package_dir if k != dotted and k.startswith(dotted)):
+            elsewhere = [k for k in package_dir if k != dotted and k.startswith(dotted)]
+            if not any(name.startswith(k + ".") or name == k for k in elsewhere):
                 found.add(name)
     missing = found - packages
     assert not missing, f"add these packages to pyproject.toml [tool.setuptools] packages: {sorted(missing)}"
@@ -52,7 +53,13 @@ def test_cli_help_and_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
     result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0 and "spot-edge" in result.output.lower() or "Usage" in result.output
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
+    listed = result.output.split("Commands:")[1].split()
+    for command in ("train", "evaluate", "make-synthetic", "build-heatmaps", "export-onnx", "build-engine",
+                    "parity", "export-triton-repo", "embed", "run", "gallery", "match", "bench", "doctor",
+                    "demo", "model", "pose", "kernels", "visualize"):
+        assert command in listed, command
 
 
 def test_console_script_installed():

@@ -18,6 +18,11 @@ from spot_edge.pose.synthetic_skeletons import standing_people
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)       # every command gets relative paths, as users type them
+
+
 @pytest.fixture(scope="module")
 def one_stage_weights():
     torch.manual_seed(0)
@@ -34,7 +39,7 @@ def test_convert_caffe_then_maps_with_keypoints(tmp_path, one_stage_weights, rng
     caffe = tmp_path / "pose.caffemodel"
     caffe.write_bytes(state_dict_to_caffemodel(one_stage_weights))
     out = tmp_path / "pose.safetensors"
-    result = runner.invoke(app, ["convert-caffe", str(caffe), str(out), "--stages", "1"])
+    result = runner.invoke(app, ["convert-caffe", "pose.caffemodel", "pose.safetensors", "--stages", "1"])
     assert result.exit_code == 0, result.output
     assert out.is_file()
     frames = tmp_path / "frames"
@@ -42,7 +47,7 @@ def test_convert_caffe_then_maps_with_keypoints(tmp_path, one_stage_weights, rng
     for i in range(2):
         cv2.imwrite(str(frames / f"f{i}.png"), rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
     cv2.imwrite(str(frames / "grey.png"), rng.integers(0, 256, (40, 30), dtype=np.uint8))
-    result = runner.invoke(app, ["maps", str(frames), str(tmp_path / "maps"), "--weights", str(out), "--stages", "1",
+    result = runner.invoke(app, ["maps", "frames", "maps", "--weights", "pose.safetensors", "--stages", "1",
                                  "--net-height", "32", "--keypoints"])
     assert result.exit_code == 0, result.output
     m = read_pose_heatmaps_png(tmp_path / "maps" / "f0_pose_heatmaps.png")
@@ -53,7 +58,7 @@ def test_convert_caffe_then_maps_with_keypoints(tmp_path, one_stage_weights, rng
 def test_convert_caffe_wrong_architecture(tmp_path):
     caffe = tmp_path / "other.caffemodel"
     caffe.write_bytes(state_dict_to_caffemodel({"fc.weight": torch.randn(3, 4)}))
-    result = runner.invoke(app, ["convert-caffe", str(caffe), str(tmp_path / "x.pth")])
+    result = runner.invoke(app, ["convert-caffe", "other.caffemodel", "x.pth"])
     assert result.exit_code == 2
     assert "unexpected keys (1): fc.weight" in result.output
 
@@ -62,8 +67,7 @@ def test_render_from_openpose_json(tmp_path, rng):
     js = tmp_path / "json"
     write_openpose_json(js / "cam_0001_keypoints.json", standing_people([72], [10], [260], rng))
     write_openpose_json(js / "cam_0002_keypoints.json", np.zeros((0, 18, 3)))
-    result = runner.invoke(app, ["render", str(js), str(tmp_path / "maps"), "--image-size", "288x144",
-                                 "--out-size", "36x18"])
+    result = runner.invoke(app, ["render", "json", "maps", "--image-size", "288x144", "--out-size", "36x18"])
     assert result.exit_code == 0, result.output
     m = read_pose_heatmaps_png(tmp_path / "maps" / "cam_0001_pose_heatmaps.png")
     assert m.shape == (56, 36, 18) and m[:18].max() > 0.9
@@ -74,13 +78,15 @@ def test_render_from_openpose_json(tmp_path, rng):
 def test_export_onnx_cli(tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "p.onnx"
-    result = runner.invoke(app, ["export-onnx", str(out), "--stages", "1", "--size", "32x24"])
+    result = runner.invoke(app, ["export-onnx", "p.onnx", "--stages", "1", "--size", "32x24"])
     assert result.exit_code == 0, result.output
     assert "parity" in result.output and out.is_file()
 
 
-def test_bad_folder_and_size():
-    result = runner.invoke(app, ["render", "/nonexistent", "/tmp/x", "--image-size", "288x144"])
-    assert result.exit_code == 2 and "/nonexistent" in result.output
-    result = runner.invoke(app, ["info", "--size", "big"])
+def test_friendly_errors_from_the_pose_group(tmp_path):
+    result = runner.invoke(app, ["render", "nonexistent", "x", "--image-size", "288x144"])
     assert result.exit_code == 2
+    assert result.stderr == f"error: keypoint folder not found: {tmp_path / 'nonexistent'}\n"
+    result = runner.invoke(app, ["info", "--size", "big"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --size must look like")
+    assert not (tmp_path / "x").exists()

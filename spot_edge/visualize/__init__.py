@@ -13,7 +13,7 @@ the ``(H, W, 3)`` uint8 BGR picture.
 
 from spot_edge.visualize.cam import CAM_METHODS, activation_maps, cam_panel, save_cam_panel
 from spot_edge.visualize.common import overlay_map, write_png
-from spot_edge.visualize.inputs import model_inputs, pose_maps_from_keypoints, synthetic_people
+from spot_edge.visualize.inputs import modality_argument, model_inputs, pose_maps_from_keypoints, synthetic_people
 from spot_edge.visualize.parts import (asr_attention_received, node_partition, part_maps, parts_panel,
                                        save_parts_panel)
 from spot_edge.visualize.retrieval import rank_gallery, retrieval_panel, save_retrieval_panel
@@ -24,6 +24,6 @@ __all__ = [
     "part_maps", "node_partition", "asr_attention_received", "parts_panel", "save_parts_panel",
     "tsne_2d", "plot_tsne",
     "rank_gallery", "retrieval_panel", "save_retrieval_panel",
-    "model_inputs", "pose_maps_from_keypoints", "synthetic_people",
+    "model_inputs", "modality_argument", "pose_maps_from_keypoints", "synthetic_people",
     "overlay_map", "write_png",
 ]

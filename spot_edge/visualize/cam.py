@@ -26,7 +26,7 @@ from torch import Tensor
 
 from spot_edge.visualize.common import (add_caption, as_bgr_image, grid, normalize_map, overlay_map,
                                         resize_tile, write_png)
-from spot_edge.visualize.inputs import model_inputs
+from spot_edge.visualize.inputs import modality_argument, model_inputs
 
 CAM_METHODS = ("mean", "gradcam")
 
@@ -122,14 +122,14 @@ def cam_panel(models: Mapping[str, "torch.nn.Module"], crops: Sequence[np.ndarra
     if not models:
         raise ValueError("give at least one model to visualise")
     crops = [as_bgr_image(c) for c in crops]
-    modality_arg = _modality_argument(modality, len(crops))
     columns: list[list[np.ndarray]] = []
     header_height = max(12, tile[0] // 9)
     originals = [resize_tile(c, tile) for c in crops]
     columns.append([add_caption(t, "input", header_height) for t in originals])
     for label, model in models.items():
         images, heatmaps = model_inputs(model, crops, pose_maps)
-        cams = activation_maps(model, images, heatmaps, _to_device(modality_arg, images), method, targets).numpy()
+        modality_arg = modality_argument(modality, len(crops), images.device)
+        cams = activation_maps(model, images, heatmaps, modality_arg, method, targets).numpy()
         columns.append([add_caption(overlay_map(o, normalize_map(c), alpha), str(label), header_height)
                         for o, c in zip(originals, cams)])
     if captions is not None:
@@ -142,21 +142,3 @@ def save_cam_panel(path: str | os.PathLike, models: Mapping[str, "torch.nn.Modul
                    modality="infrared", method: str = "mean", **kwargs) -> Path:
     """:func:`cam_panel` written as a PNG; returns the path."""
     return write_png(path, cam_panel(models, crops, pose_maps, modality, method, **kwargs))
-
-
-def _modality_argument(modality, count: int):
-    """``"visible"``/``"infrared"`` for all, or a per-crop list -> what ``SPOT.forward`` accepts."""
-    if isinstance(modality, str):
-        return modality
-    from spot_edge.model import modality_index
-
-    names = list(modality)
-    if len(names) != count:
-        raise ValueError(f"{len(names)} modalities for {count} images")
-    if len(set(names)) == 1:
-        return names[0]
-    return torch.tensor([modality_index(n) for n in names], dtype=torch.long)
-
-
-def _to_device(modality, images: Tensor):
-    return modality.to(images.device) if isinstance(modality, Tensor) else modality

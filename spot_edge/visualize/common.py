@@ -1,4 +1,4 @@
-"""Image helpers shared by the visualisations: overlays, labels, grids, PNG writing.
+"""Image helpers shared by the visualisations: overlays, labels, grids, atomic PNG writing.
 
 Every picture is an OpenCV-style ``(H, W, 3)`` uint8 **BGR** array until it is written.
 """
@@ -12,6 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from spot_edge.atomic import atomic_write_bytes
 from spot_edge.imageio import read_image
 
 
@@ -128,15 +129,11 @@ def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 4, background: int = 2
 
 
 def write_png(path: str | os.PathLike, image_bgr: np.ndarray) -> Path:
-    """Write a BGR image as PNG atomically (temporary file, then rename); returns the path."""
+    """Write a BGR image as PNG atomically (:mod:`spot_edge.atomic`); returns the path."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", as_bgr_image(image_bgr))
     if not ok:
         raise RuntimeError(f"OpenCV could not encode the picture for {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, data.tobytes())

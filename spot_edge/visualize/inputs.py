@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from spot_edge.modality import MODALITIES, check_modality, modality_index
 from spot_edge.visualize.common import as_bgr_image
 
 
@@ -35,6 +36,20 @@ def model_inputs(model, crops: Sequence[np.ndarray], pose_maps=None) -> tuple[to
         raise ValueError(f"pose maps must have shape ({len(crops)}, {config.num_pose_maps}, h, w); "
                          f"got {tuple(heatmaps.shape)}")
     return images, heatmaps.to(device)
+
+
+def modality_argument(modality, count: int, device: torch.device | str = "cpu"):
+    """What ``SPOT.forward`` takes for ``count`` crops: ``"visible"``/``"infrared"`` for all of
+    them, or from a per-crop sequence of names the common name, else a ``(count,)`` long tensor of
+    modality indices (0 visible, 1 infrared) on ``device``."""
+    if isinstance(modality, str):
+        return check_modality(modality)
+    names = [check_modality(m) for m in modality]
+    if len(names) != count:
+        raise ValueError(f"{len(names)} modalities for {count} images")
+    if len(set(names)) == 1:
+        return names[0]
+    return torch.tensor([modality_index(n) for n in names], dtype=torch.long, device=device)
 
 
 def pose_maps_from_keypoints(keypoints: Sequence[np.ndarray], image_sizes: Sequence[tuple[int, int]],
@@ -64,7 +79,7 @@ def synthetic_people(num_ids: int = 4, per_modality: int = 1, height: int = 128,
     crops, keypoints, ids, modalities = [], [], [], []
     for pid in range(1, num_ids + 1):
         ident = make_identity(pid, seed)
-        for modality, cameras in (("visible", VISIBLE_CAMERAS), ("infrared", INFRARED_CAMERAS)):
+        for modality, cameras in zip(MODALITIES, (VISIBLE_CAMERAS, INFRARED_CAMERAS)):
             for k in range(per_modality):
                 camera = cameras[(pid + k) % len(cameras)]
                 image, kp = render_person(ident, camera, rng, height=height, width=width)

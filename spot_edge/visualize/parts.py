@@ -15,10 +15,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from spot_edge.visualize.cam import _modality_argument, _to_device
 from spot_edge.visualize.common import (add_caption, as_bgr_image, category_colours, grid, normalize_map,
                                         overlay_labels, overlay_map, resize_tile, write_png)
-from spot_edge.visualize.inputs import model_inputs
+from spot_edge.visualize.inputs import modality_argument, model_inputs
 
 
 def part_maps(model, crops: Sequence[np.ndarray], pose_maps, modality="infrared") -> np.ndarray:
@@ -29,7 +28,7 @@ def part_maps(model, crops: Sequence[np.ndarray], pose_maps, modality="infrared"
     crops = [as_bgr_image(c) for c in crops]
     images, heatmaps = model_inputs(model, crops, pose_maps)
     with torch.no_grad():
-        maps = model.part_maps(images, heatmaps, _to_device(_modality_argument(modality, len(crops)), images))
+        maps = model.part_maps(images, heatmaps, modality_argument(modality, len(crops), images.device))
     return maps.float().cpu().numpy()
 
 
@@ -42,7 +41,7 @@ def asr_attention_received(model, crops: Sequence[np.ndarray], pose_maps, modali
     images, heatmaps = model_inputs(model, crops, pose_maps)
     with torch.no_grad():
         feature_map, structure = model.feature_maps(
-            images, heatmaps, _to_device(_modality_argument(modality, len(crops)), images))
+            images, heatmaps, modality_argument(modality, len(crops), images.device))
         attention = model.asr.attention_map(feature_map, structure)          # (B, n, n), rows sum to 1
     h, w = feature_map.shape[-2:]
     return attention.mean(dim=1).reshape(-1, h, w).float().cpu().numpy()

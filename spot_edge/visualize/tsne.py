@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-MODALITY_MARKERS = {"visible": "o", "infrared": "^"}
+from spot_edge.atomic import atomic_path
+from spot_edge.modality import MODALITIES, check_modality
+
+MODALITY_MARKERS = dict(zip(MODALITIES, ("o", "^")))   # visible: circles, infrared: triangles
 SMALL_PROBLEM = 5000   # points below which t-SNE runs single-threaded
 
 
@@ -50,11 +54,6 @@ def _small_problem_threads(n: int):
     if n >= SMALL_PROBLEM:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
     with threadpool_limits(limits=1):
         yield
 
@@ -65,11 +64,9 @@ def _modality_names(modalities: Sequence, n: int) -> list[str]:
         if isinstance(m, (int, np.integer)):
             if int(m) not in (0, 1):
                 raise ValueError(f"modality codes are 0 (visible) and 1 (infrared); got {m}")
-            names.append(("visible", "infrared")[int(m)])
-        elif m in MODALITY_MARKERS:
-            names.append(str(m))
+            names.append(MODALITIES[int(m)])
         else:
-            raise ValueError(f"unknown modality {m!r}; use 'visible'/'infrared' or 0/1")
+            names.append(check_modality(str(m) if isinstance(m, np.str_) else m))
     if len(names) != n:
         raise ValueError(f"{len(names)} modalities for {n} embeddings")
     return names
@@ -120,8 +117,6 @@ def plot_tsne(embeddings: np.ndarray, identities: Sequence[int], modalities: Seq
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png", dpi=dpi)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
     return path
