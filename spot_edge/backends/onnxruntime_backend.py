@@ -65,12 +65,15 @@ class OnnxRuntimeEmbedder(Embedder):
         providers: explicit provider list (overrides ``device``).
         uint8_activations: int8 graphs only: ``"auto"`` (re-encode for the CPU provider alone),
             True or False.
+        spinning: let idle intra-op threads spin (lowest latency for back-to-back calls in a
+            benchmark); off by default, because spinning threads starve the other stages of a pipeline.
     """
 
     name = "onnxruntime"
 
     def __init__(self, source, device: str = "auto", threads: int | None = None, max_batch: int = 64,
-                 providers: list | None = None, uint8_activations: bool | str = "auto") -> None:
+                 providers: list | None = None, uint8_activations: bool | str = "auto",
+                 spinning: bool = False) -> None:
         import onnx
         import onnxruntime as ort
 
@@ -104,6 +107,8 @@ class OnnxRuntimeEmbedder(Embedder):
         if threads is not None:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if not spinning:  # idle worker threads sleep: in the pipeline they would starve the pose and crop threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {}
         for m, p in paths.items():
             graph = graphs[m]
