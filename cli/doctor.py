@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from spot_edge.cli.common import CliApp, console, print_json, print_table
+from spot_edge.cli.common import CliApp, console, note, print_json, print_table, warn
 
 app = CliApp(help="Report what this machine has and which backends spot-edge will use.")
 
@@ -39,6 +39,12 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the full re
     for name, ok, detail in summary_rows(report):
         table.add_row(name, _yes_no(ok), detail)
     print_table(table)
+    from spot_edge.jetson import advice_lines
+
+    for line in advice_lines(report.get("jetson", {}), ("error", "warning")):
+        warn(line)
+    for line in advice_lines(report.get("jetson", {}), ("info",)):
+        note(line)
     defaults = report.get("defaults", {})
     if "error" in defaults:
         console.print(Text.assemble(("could not resolve the default backends: ", "red"), defaults["error"]),

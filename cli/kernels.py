@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 from rich.table import Table
 
 from spot_edge.cli.common import CliApp, console, friendly_errors, print_json
@@ -77,7 +78,7 @@ def build(
     with friendly_errors():
         with console.status("building the CUDA kernels (cmake + nvcc)...") as status:
             outputs = build_kernels(build_dir.resolve(), arch, tensorrt_root, jobs,
-                                    log=lambda line: status.update(f"[dim]{line}"))
+                                    log=lambda line: status.update(Text(line, style="dim")))
         console.print(f"kernels: {outputs['kernels']}")
         console.print(f"TensorRT plugins: {outputs['plugins'] or 'not built (TensorRT not found; pass --tensorrt-root)'}")
         if build_dir.resolve() != Path(__file__).resolve().parents[1] / "build":

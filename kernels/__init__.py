@@ -175,6 +175,26 @@ def _choose(backend: str, request: selection.Request) -> str:
                                   triton_unavailable_reason(request.device))
 
 
+def auto_backends_for_spot(device: "str | torch.device" = "auto",
+                           dtype: torch.dtype = torch.float16) -> dict[str, str]:
+    """What ``backend="auto"`` runs for SPOT's two kernel calls at the paper's shapes (288x144
+    input: N = 162 nodes, Dk = 256, Dv = 2048 read from the transposed conv output, P = 7 parts)
+    on ``device``: ``{"attention": backend, "part_pool": backend}``. ``spot-edge doctor`` reports
+    this, so it shows the rule the model applies rather than a copy of it."""
+    from spot_edge.device import resolve_device
+
+    device = resolve_device(device)
+    if device.type != "cuda":
+        return {"attention": "reference", "part_pool": "reference"}
+    nodes, key_dim, value_dim, parts = 162, 256, 2048, 7
+    rows = (nodes * key_dim, key_dim, 1)
+    attention = selection.Request("attention", device, dtype, (1, nodes, key_dim, value_dim),
+                                  (rows, rows, (value_dim * nodes, 1, nodes)))
+    pooling = selection.Request("part_pool", device, dtype, (1, parts, value_dim, nodes),
+                                ((parts * nodes, nodes, 1), (value_dim * nodes, nodes, 1)))
+    return {"attention": _choose("auto", attention), "part_pool": _choose("auto", pooling)}
+
+
 # --------------------------------------------------------------------------- public ops
 
 def fused_structure_attention(q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, backend: str = "auto") -> Tensor:
@@ -252,7 +272,8 @@ def part_pool(part_maps: Tensor, features: Tensor, eps: float = 1e-6, backend: s
     return part_pool_reference(part_maps, features, eps)
 
 
-__all__ = ["BACKENDS", "KernelUnavailableError", "available_backends", "cuda_unavailable_reason",
+__all__ = ["BACKENDS", "KernelUnavailableError", "auto_backends_for_spot", "available_backends",
+           "cuda_unavailable_reason",
            "export_onnx_with_plugins",
            "fused_structure_attention", "fused_structure_attention_reference", "part_pool",
            "part_pool_reference", "plugin_export", "triton_unavailable_reason"]

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from spot_edge import jetson
+
 
 def _import(name: str):
     """Import ``name``; ImportError (or any error raised while importing) propagates."""
@@ -191,6 +193,7 @@ def probe_kernels() -> dict[str, Any]:
     out["backends"] = list(kernels.available_backends(device))
     out["backends_device"] = device
     out["triton_reason"] = kernels.triton_unavailable_reason(None)
+    out["auto"] = kernels.auto_backends_for_spot(device)  # the kernels' own auto rule, at SPOT's shapes
     return out
 
 
@@ -266,14 +269,11 @@ def resolve_defaults(report: dict[str, Any]) -> dict[str, Any]:
     defaults["embedder_by_source"] = _embedder_choices(report, cuda, providers)
 
     kernels = report.get("kernels", {})
-    usable = kernels.get("backends", ["reference"]) if kernels.get("available") else ["reference"]
-    if cuda and "cuda" in usable:
-        kernel = ("cuda", "the CUDA kernel library is loaded")
-    elif cuda and "triton" in usable:
-        kernel = ("triton", "Triton kernels on the GPU")
-    else:
-        kernel = ("reference", "plain PyTorch operators" + ("" if cuda else " (no CUDA GPU)"))
-    defaults["kernels"] = {"backend": kernel[0], "reason": kernel[1]}
+    auto = kernels.get("auto") if kernels.get("available") else None
+    auto = auto or {"attention": "reference", "part_pool": "reference"}
+    reason = ("what the kernels' auto rule picks at SPOT's shapes in fp16 (part pooling: "
+              f"{auto['part_pool']})" if cuda else "plain PyTorch operators (no CUDA GPU)")
+    defaults["kernels"] = {"backend": auto["attention"], "part_pool": auto["part_pool"], "reason": reason}
 
     defaults["pose"] = {"device": "cuda" if cuda else "cpu"}
     faiss = bool(report.get("faiss", {}).get("available"))
@@ -291,6 +291,7 @@ def resolve_defaults(report: dict[str, Any]) -> dict[str, Any]:
 def collect() -> dict[str, Any]:
     """Run every probe and resolve the defaults; never raises."""
     report = {name: _probe(fn) for name, fn in PROBES.items()}
+    report["jetson"] = _probe(lambda: jetson.probe(report))
     try:
         report["defaults"] = resolve_defaults(report)
     except Exception as exc:  # noqa: BLE001
@@ -304,6 +305,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, bool, str]]:
     py = report.get("python", {})
     rows.append(("Python", bool(py.get("available")), f"{py.get('version', '?')} ({py.get('executable', '?')}), "
                  f"spot-edge {py.get('spot_edge', '?')}" + (f", Jetson: {py['jetson']}" if py.get("jetson") else "")))
+    rows.extend(jetson.summary_rows(report.get("jetson", {})))
     t = report.get("torch", {})
     if t.get("available"):
         detail = f"{t['version']}, CUDA build {t.get('cuda_build') or 'none'}"

@@ -34,6 +34,10 @@ def test_report_fields():
     assert d["device"] in ("cpu", "cuda")
     assert set(d["embedder_by_source"]) == set(doctor.SOURCE_KINDS)
     assert d["kernels"]["backend"] in ("reference", "triton", "cuda")
+    from spot_edge.kernels import auto_backends_for_spot  # the doctor reports the kernels' own rule
+
+    assert report["kernels"]["auto"] == auto_backends_for_spot(d["device"])
+    assert d["kernels"]["backend"] == report["kernels"]["auto"]["attention"]
     assert {row[0] for row in summary_rows(report)} >= {"Python", "PyTorch", "TensorRT", "ONNX Runtime", "OpenCV"}
 
 
@@ -77,7 +81,8 @@ def test_broken_package_is_reported(monkeypatch):
 def _report(cuda, trt, ort, torch_ok):
     return {"torch": {"available": torch_ok, "cuda_available": cuda}, "tensorrt": {"available": trt},
             "onnxruntime": {"available": ort, "providers": ["CPUExecutionProvider"] if ort else []},
-            "kernels": {"available": True, "backends": ["reference", "triton"] if cuda else ["reference"]},
+            "kernels": {"available": True, "backends": ["reference", "triton"] if cuda else ["reference"],
+                        "auto": {"attention": "triton" if cuda else "reference", "part_pool": "reference"}},
             "faiss": {"available": False}, "opencv": {"available": True, "gstreamer": True}}
 
 
