@@ -63,7 +63,7 @@ def pose_estimator(backend: str, folder: Path, threads: int):
     """The lite pose network with random weights on ``backend``."""
     from spot_edge.pose.estimators import create_pose_estimator
     from spot_edge.pose.network import OpenPoseBody
-    from spot_edge.pose.onnx_export import export_pose_onnx
+    from spot_edge.engines.pose_onnx_export import export_pose_onnx
 
     torch.manual_seed(0)
     model = OpenPoseBody("openpose_coco_lite").eval()

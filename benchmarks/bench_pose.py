@@ -151,7 +151,7 @@ def bench_host(frame_hw, people_counts, repeats: int, maps_kind: str, gallery_si
 def bench_backends(config: str, frame_hw, rounds: int, threads: int) -> list[dict]:
     """Torch eager vs ONNX Runtime on the CPU, one frame, timed alternately."""
     from spot_edge.pose.estimators import OnnxRuntimePoseEstimator, TorchPoseEstimator
-    from spot_edge.pose.onnx_export import export_pose_onnx
+    from spot_edge.engines.pose_onnx_export import export_pose_onnx
 
     torch.set_num_threads(threads)
     model = OpenPoseBody(config).eval()

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from spot_edge.cli.common import (CliApp, CliError, check_range, console, optional_user_path, print_json, print_table,
-                                  user_path)
+from spot_edge.cli.common import (CliApp, CliError, check_range, console, note, optional_user_path, print_json,
+                                  print_table, user_path)
 from spot_edge.cli.model_options import model_from_options
 
 app = CliApp(help="Latency and throughput benchmark.")
@@ -52,8 +52,11 @@ def bench(
                                     "end_to_end; pose needs --pose-weights or --pose-random)."),
     gallery_size: int = typer.Option(1000, help="Entries in the gallery for the search stage."),
     top_k: int = typer.Option(5, help="Results per query in the search stage."),
-    source: Optional[Path] = typer.Option(None, help="ONNX file or TensorRT engine for the other backends."),
-    pose_weights: Optional[Path] = typer.Option(None, help="OpenPose weights: adds the pose stage."),
+    source: Optional[Path] = typer.Option(None, help="ONNX file, TensorRT engine or bundle (spot-edge export) "
+                                          "for the other backends; a bundle also gives the model's configuration "
+                                          "and the pose stage."),
+    pose_weights: Optional[Path] = typer.Option(None, help="OpenPose weights, pose graph, engine or bundle: adds "
+                                                "the pose stage."),
     pose_random: bool = typer.Option(False, help="Time the pose network with random weights (timing only)."),
     pose_config: str = typer.Option("openpose_coco", help="Pose network configuration (e.g. "
                                     "openpose_coco_lite)."),
@@ -68,10 +71,15 @@ def bench(
     Warm-up iterations are excluded. On a GPU, CUDA events time each call and the PyTorch backend
     can replay a CUDA graph. Writes <out>/bench.json and <out>/bench.png.
 
+    With a bundle as --source (spot-edge export), the embed stages of the
+    onnxruntime / tensorrt backends run its graphs or engines, the model's
+    configuration is the bundle's, and the pose stage runs its pose network.
+
     Examples:
       spot-edge bench --preset spot-small --batch 1 --batch 8 --iters 20
       spot-edge bench --preset spot --device cuda --precision fp16 -b 1 -b 64
       spot-edge bench --backend onnxruntime --backend pytorch --threads 2
+      spot-edge bench --backend onnxruntime --source bundle/ --frame 368x656
     """
     from spot_edge.latency import DEFAULT_STAGES, BenchSettings, markdown_table, run_benchmark, write_report
 
@@ -84,6 +92,9 @@ def bench(
     check_range("--threads", threads, 1)
     config, checkpoint = optional_user_path(config), optional_user_path(checkpoint)
     source, pose_weights, out = optional_user_path(source), optional_user_path(pose_weights), user_path(out)
+    bundle = _bundle_of(source, config, checkpoint)
+    if bundle is not None and pose_weights is None and not pose_random:
+        pose_weights = source  # the pose stage runs the bundle's pose network
     settings = BenchSettings(
         batch_sizes=tuple(batch), iters=iters, warmup=warmup, backends=tuple(backend),
         precisions=tuple(precision), device=device, cuda_graphs=cuda_graphs, kernels=kernels, modality=modality,
@@ -94,9 +105,16 @@ def bench(
     settings.validate()
     for option, path in (("--source", source), ("--pose-weights", pose_weights), ("--config", config),
                          ("--checkpoint", checkpoint)):
-        if path is not None and not path.is_file():
+        if path is not None and not (path.is_file() or (option != "--config" and path.is_dir())):
             raise FileNotFoundError(f"{option} {path} does not exist")
-    model = model_from_options(preset_name, config, checkpoint)
+    if bundle is not None:
+        from spot_edge.model import SPOT
+
+        note(f"timing the bundle's model configuration ({bundle.spot['config_fingerprint']}); the pytorch "
+             "backend runs it with random weights")
+        model = SPOT(bundle.spot_config)
+    else:
+        model = model_from_options(preset_name, config, checkpoint)
     with console.status("benchmarking...") as status:
         report = run_benchmark(model, settings, progress=lambda m: status.update(f"benchmarking: {m}"))
     json_path, png_path = write_report(report, out)
@@ -107,6 +125,21 @@ def bench(
         console.print(f"wrote {json_path} and {png_path}")
     if markdown:
         console.print(markdown_table(report), soft_wrap=True)
+
+
+def _bundle_of(source: Optional[Path], config: Optional[Path], checkpoint: Optional[Path]):
+    """The bundle ``--source`` names (its manifest read, files verified when a backend loads them),
+    or None for any other source."""
+    from spot_edge.engines.bundle import is_bundle, read_manifest
+
+    if source is None or not is_bundle(source):
+        return None
+    if config is not None or checkpoint is not None:
+        raise CliError("a bundle as --source defines the model: give neither --config nor --checkpoint")
+    from spot_edge.engines.bundle import load_bundle
+
+    read_manifest(source)  # one clear line for a folder without a valid manifest
+    return load_bundle(source, verify=False)
 
 
 def _show_report(report: dict) -> None:

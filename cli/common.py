@@ -36,8 +36,8 @@ from spot_edge.paths import optional_user_path, user_path
 __all__ = ["CliApp", "CliError", "console", "stdout", "friendly_errors", "guard_command", "error_line", "print_json",
            "print_table", "user_path", "optional_user_path", "warn", "note", "check_range", "USER_ERRORS"]
 
-console = Console(stderr=True, markup=False, highlight=False)
-stdout = Console(markup=False, highlight=False)
+console = Console(stderr=True, markup=False, highlight=False, emoji=False)
+stdout = Console(markup=False, highlight=False, emoji=False)
 
 #: Exceptions that mean "the input or the environment is wrong", reported as one line, exit 2.
 USER_ERRORS = (SpotEdgeError, ValueError, OSError, KeyError, LookupError, RuntimeError, ImportError)
@@ -144,10 +144,18 @@ class CliApp(typer.Typer):
 
 
 def check_range(name: str, value: Optional[float], minimum: Optional[float] = None,
-                maximum: Optional[float] = None) -> None:
-    """Refuse an out-of-range option value (never clamp): ``--batch 0`` -> CliError, exit 2."""
+                maximum: Optional[float] = None, above: Optional[float] = None) -> None:
+    """Refuse an out-of-range option value (never clamp): ``--batch 0`` -> CliError, exit 2.
+
+    ``minimum``/``maximum`` are inclusive bounds, ``above`` an exclusive lower bound
+    (``--fps 0`` refused, ``--fps 0.5`` accepted); NaN is always refused.
+    """
     if value is None:
         return
+    if value != value:
+        raise CliError(f"{name} must be a number, got nan")
+    if above is not None and not value > above:
+        raise CliError(f"{name} must be greater than {above:g}, got {value:g}")
     if minimum is not None and value < minimum:
         raise CliError(f"{name} must be at least {minimum:g}, got {value:g}")
     if maximum is not None and value > maximum:

@@ -35,16 +35,17 @@ __all__ = ["load_embedder", "check_modality_option", "embed_image_folder", "Embe
 _NPZ_LISTS = ("identities", "modalities", "cameras", "files")
 
 
-def load_embedder(model: str, backend: str, device: str, batch: Optional[int] = None):
-    """The SPOT embedder of ``--model`` (a checkpoint, an ONNX export or TensorRT engine(s); a path
-    as the user typed it)."""
-    from spot_edge.backends import create_embedder
-    from spot_edge.backends.artifacts import classify
+def load_embedder(model, backend: str, device: str, batch: Optional[int] = None):
+    """The SPOT embedder of ``--model``: a checkpoint, an ONNX export, TensorRT engine(s) or a
+    bundle (a path as the user typed it), or a loaded ``Bundle``."""
+    from spot_edge.backends import create_embedder, resolve_backend
+    from spot_edge.engines.bundle import Bundle
 
     if not model:
-        raise CliError("give the SPOT model with --model (a checkpoint, an ONNX export or TensorRT engine(s))")
-    source = str(user_path(model))
-    runs_engine = backend == "tensorrt" or (backend == "auto" and classify(source) == "engine")
+        raise CliError("give the SPOT model with --model (a checkpoint, an ONNX export, TensorRT engine(s) or a "
+                       "bundle from spot-edge export)")
+    source = model if isinstance(model, Bundle) else str(user_path(model))
+    runs_engine = resolve_backend(source, backend) == "tensorrt"
     options = {"max_batch": batch} if batch and not runs_engine else {}  # engines: batch from their profiles
     return create_embedder(source, backend=backend, device=device, **options)
 

@@ -1,4 +1,4 @@
-"""``spot-edge export-onnx | build-engine | parity | export-triton-repo | embed``.
+"""``spot-edge export | export-onnx | build-engine | parity | export-triton-repo | embed``.
 
 Every path is resolved once, where it enters (:func:`spot_edge.paths.user_path`: relative to the
 working directory); every option value is checked (one-line errors, exit code 2).
@@ -83,26 +83,13 @@ def export_onnx_cmd(
     checkpoint = optional_user_path(checkpoint)
     calibration = optional_user_path(calibration)
     modalities = _modalities(modality)
-    _choice("--precision", precision, PRECISION_CHOICES)
-    check_range("--calibration-size", calibration_size, 1)
+    _check_precision_options(precision, calibration, calibration_size)
     check_range("--static-batch", static_batch, 1)
-    if precision == "int8" and calibration is None:
-        raise CliError("--precision int8 needs --calibration DATA (a dataset root in the SYSU layout, or a folder "
-                       "of crops with pose files)")
-    if precision != "int8" and calibration is not None:
-        raise CliError(f"--calibration is for --precision int8 (got --precision {precision})")
     model = _load_model(checkpoint, preset_name)
     written = {}
     with console.status("exporting...") as status:
         for m in modalities:
-            batches = None
-            if calibration is not None:
-                from spot_edge.calibration_data import calibration_set
-
-                status.update(f"reading {m} calibration images")
-                config = model.config
-                batches = calibration_set(calibration, m, config.preprocessing, config.num_pose_maps,
-                                          size=calibration_size)
+            batches = _calibration(model, calibration, m, calibration_size, status)
             status.update(f"exporting the {precision} {m} graph")
             path = export_onnx(model, onnx_path_for(out, m), m, opset=opset, dynamic_batch=static_batch is None,
                                precision=precision, calibration=batches, plugins=plugins,
@@ -113,9 +100,106 @@ def export_onnx_cmd(
     print_json({"onnx": written, "precision": precision, "config_fingerprint": model.config.fingerprint()})
 
 
+def _calibration(model, calibration: Optional[Path], modality: str, size: int, status):
+    """INT8 calibration batches of ``modality`` from ``--calibration`` (None without it)."""
+    if calibration is None:
+        return None
+    from spot_edge.calibration_data import calibration_set
+
+    status.update(f"reading {modality} calibration images")
+    config = model.config
+    return calibration_set(calibration, modality, config.preprocessing, config.num_pose_maps, size=size)
+
+
+def _check_precision_options(precision: str, calibration: Optional[Path], calibration_size: int) -> None:
+    _choice("--precision", precision, PRECISION_CHOICES)
+    check_range("--calibration-size", calibration_size, 1)
+    if precision == "int8" and calibration is None:
+        raise CliError("--precision int8 needs --calibration DATA (a dataset root in the SYSU layout, or a folder "
+                       "of crops with pose files)")
+    if precision != "int8" and calibration is not None:
+        raise CliError(f"--calibration is for --precision int8 (got --precision {precision})")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="spot-edge checkpoint (SPOT)."),
+    pose_weights: Path = typer.Option(..., "--pose-weights", help="OpenPose COCO body weights (.pth, "
+                                      ".caffemodel, .safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder (new, empty, or a bundle with --force)."),
+    precision: str = typer.Option("fp32", help="SPOT's graphs: fp32, fp16 or int8 (needs --calibration)."),
+    pose_precision: str = typer.Option("auto", help="Pose graph: fp32, fp16 or auto (fp32 in an fp32 bundle, "
+                                       "else fp16)."),
+    pose_config: str = typer.Option("openpose_coco", help="openpose_coco or openpose_coco_lite."),
+    pose_stages: int = typer.Option(0, help="Use only the first N pose stages (1-6; 0: the config's)."),
+    calibration: Optional[Path] = typer.Option(None, help="INT8: dataset root (SYSU layout) or crop folder."),
+    calibration_size: int = typer.Option(128, help="INT8: images per modality to calibrate on."),
+    engines: bool = typer.Option(False, "--engines", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
+    target: Optional[str] = typer.Option(None, help="--engines: orin-nano, agx-orin, datacenter or a YAML file."),
+    timing_cache: Optional[Path] = typer.Option(None, help="--engines: timing cache (read if present, updated)."),
+    force: bool = typer.Option(False, "--force", help="Replace a bundle already in --out."),
+) -> None:
+    """Write a bundle: SPOT's two graphs, the pose graph, engines, a manifest.
+
+    The bundle folder holds spot.visible.onnx, spot.infrared.onnx and pose.onnx
+    (dynamic batch, height and width), with --engines a TensorRT engine per graph
+    (profiles of the --target, the pose network's over batch, height and width),
+    and bundle.json: every file's SHA-256, the preprocessing, precisions, the pose
+    network's configuration and stride. The manifest is written last; loading a
+    bundle verifies every file. run, embed, bench and parity take the folder.
+
+    Examples:
+
+    spot-edge export -c model.safetensors --pose-weights op.pth -o bundle
+
+    spot-edge export -c m.safetensors --pose-weights op.pth -o b --engines \\
+        --target orin-nano --precision fp16
+    """
+    from spot_edge.engines.bundle_export import (check_out_folder, check_tensorrt_for_engines, default_pose_precision,
+                                                 export_bundle)
+    from spot_edge.model import load_checkpoint
+
+    checkpoint, pose_weights, out = user_path(checkpoint), user_path(pose_weights), user_path(out)
+    calibration, timing_cache = optional_user_path(calibration), optional_user_path(timing_cache)
+    _check_precision_options(precision, calibration, calibration_size)
+    _choice("--pose-precision", pose_precision, ("auto", "fp32", "fp16"))
+    _choice("--pose-config", pose_config, ("openpose_coco", "openpose_coco_lite"))
+    check_range("--pose-stages", pose_stages, 0, 6)
+    if not engines and (target is not None or timing_cache is not None):
+        raise CliError(f"{'--target' if target is not None else '--timing-cache'} is for --engines")
+    for option, path in (("--checkpoint", checkpoint), ("--pose-weights", pose_weights)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path} does not exist")
+    check_out_folder(out, force)  # before minutes of work; export_bundle checks again before writing
+    options = None
+    if engines:
+        from spot_edge.engines.trt_builder import BuildOptions
+
+        check_tensorrt_for_engines()
+
+        target = str(user_path(target)) if target and Path(target).suffix else target
+        options = (BuildOptions.from_target(target, timing_cache=timing_cache) if target
+                   else BuildOptions(timing_cache=timing_cache))
+    config = pose_config
+    if pose_stages:
+        from spot_edge.pose.network import with_stages
+
+        config = with_stages(pose_config, pose_stages)
+    model = load_checkpoint(checkpoint)
+    with console.status("exporting the bundle...") as status:
+        batches = {m: _calibration(model, calibration, m, calibration_size, status) for m in MODALITIES} \
+            if calibration is not None else None
+        bundle = export_bundle(model, pose_weights, out, precision=precision,
+                               pose_precision=default_pose_precision(precision) if pose_precision == "auto"
+                               else pose_precision, calibration=batches, pose_config=config, engines=engines,
+                               build_options=options, force=force, sources={"checkpoint": checkpoint.name},
+                               log=lambda message: status.update(message))
+    print_json({"bundle": str(bundle.folder), **bundle.describe(), "files": sorted(bundle.manifest["files"])})
+
+
 @app.command("build-engine")
 def build_engine_cmd(
-    onnx_path: Path = typer.Argument(..., help="A spot-edge ONNX graph (one modality)."),
+    onnx_path: Path = typer.Argument(..., help="A spot-edge ONNX graph (one modality, or the pose graph)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file (default: beside the ONNX)."),
     target: Optional[str] = typer.Option(None, help="orin-nano, agx-orin, datacenter or a YAML file."),
     precision: Optional[str] = typer.Option(None, help="Default: the graph's. fp16 on fp32: legacy, TRT 10."),
@@ -131,13 +215,14 @@ def build_engine_cmd(
     fp32, fp16 and int8 (Q/DQ) graphs build as strongly typed networks: export the precision
     you want with export-onnx --precision. Writes the engine and ENGINE.json (spot-edge version,
     config hash, modality, preprocessing, precision, profiles, TensorRT version, GPU and
-    compute capability, plugins), verified at load.
+    compute capability, plugins), verified at load. The pose graph (spot-edge pose export-onnx)
+    builds too, with the target's pose profiles over batch, height and width.
 
     Example:
 
     spot-edge build-engine exports/spot-fp16.infrared.onnx --target orin-nano
     """
-    from spot_edge.engines.metadata import BatchProfile, read_onnx_info
+    from spot_edge.engines.metadata import BatchProfile, read_graph_info
     from spot_edge.engines.trt_builder import BuildOptions, build_engine, engine_path_for, engine_precision
 
     onnx_path = user_path(onnx_path)
@@ -152,28 +237,29 @@ def build_engine_cmd(
     check_range("--workspace-mib", workspace_mib, 16)
     overrides = dict(precision=precision, workspace_mib=workspace_mib, timing_cache=timing_cache,
                      plugin_libraries=plugins)
+    info = read_graph_info(onnx_path)
     batches = (min_batch, opt_batch, max_batch)
+    if info.kind == "pose" and any(b is not None for b in batches):
+        raise CliError("a pose graph's profiles span batch, height and width: they come from the target's pose "
+                       "section (--target, or a YAML file with a pose: section), not from --min/--opt/--max-batch")
     if any(b is not None for b in batches):
         if any(b is None for b in batches):
             raise CliError("give all of --min-batch, --opt-batch and --max-batch (or none, to use the target's)")
         overrides["profiles"] = (BatchProfile(*batches),)
     options = (BuildOptions.from_target(target, **overrides) if target
                else BuildOptions(**{k: v for k, v in overrides.items() if v is not None}))
-    engine_path = out or engine_path_for(onnx_path, engine_precision(read_onnx_info(onnx_path).precision,
-                                                                     options.precision)[0])
+    engine_path = out or engine_path_for(onnx_path, engine_precision(info.precision, options.precision)[0])
     with console.status("building the engine (minutes)...") as status:
         metadata = build_engine(onnx_path, engine_path, options, log=lambda msg: status.update(msg))
     print_json({"engine": str(engine_path), "metadata": metadata.to_dict()})
 
 
 def _embedder(source: Path, backend: str, device: str, threads: Optional[int], max_batch: Optional[int]):
-    from spot_edge.backends import create_embedder
-    from spot_edge.backends.artifacts import classify
+    from spot_edge.backends import create_embedder, resolve_backend
 
     _choice("--backend", backend, BACKEND_CHOICES)
     options = {}
-    runs_engine = backend == "tensorrt" or (backend == "auto" and classify(source) == "engine")
-    if not runs_engine:  # the TensorRT backend's batch limits come from the engine profiles
+    if resolve_backend(source, backend) != "tensorrt":  # TensorRT's batch limits come from the engine profiles
         if threads is not None:
             options["threads"] = threads
         if max_batch is not None:
@@ -188,7 +274,7 @@ def _artefact_name(embedder, source: Path) -> str:
 
 @app.command("parity")
 def parity_cmd(
-    sources: List[Path] = typer.Argument(..., help="Artefacts: ONNX prefixes/files/folders, engines."),
+    sources: List[Path] = typer.Argument(..., help="Artefacts: ONNX prefixes/files/folders, engines, bundles."),
     reference: Path = typer.Option(..., "--reference", "-r", help="The checkpoint: PyTorch fp32 reference."),
     root: Optional[Path] = typer.Option(None, help="Protocol: a SYSU-MM01-layout root or a RegDB root."),
     dataset: str = typer.Option("sysu", help="sysu (SYSU-MM01 layout, e.g. synthetic) or regdb."),
@@ -218,7 +304,7 @@ def parity_cmd(
 
     spot-edge parity exports/spot-fp16 -r model.safetensors --images crops/
     """
-    from spot_edge.backends.parity import folder_parity, protocol_parity
+    from spot_edge.parity import folder_parity, protocol_parity
     from spot_edge.backends.torch_backend import TorchEmbedder
 
     sources = [user_path(s) for s in sources]
@@ -306,7 +392,7 @@ def export_triton_repo_cmd(
 
 @app.command("embed")
 def embed_cmd(
-    source: Path = typer.Argument(..., help="Checkpoint, ONNX file/prefix/dir or engine(s)."),
+    source: Path = typer.Argument(..., help="Checkpoint, ONNX file/prefix/dir, engine(s) or a bundle."),
     images: Path = typer.Argument(..., help="Folder of crops with .npy pose files beside them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npy of (N, D) embeddings (+ OUT.json)."),
     modality: str = typer.Option("infrared", help="visible or infrared."),
@@ -325,6 +411,7 @@ def embed_cmd(
     import numpy as np
 
     from spot_edge.atomic import atomic_write, atomic_write_json
+    from spot_edge.gallery import ModelIdentity
     from spot_edge.image_folder import load_image_folder
 
     source, images, out = user_path(source), user_path(images), user_path(out)
@@ -337,5 +424,6 @@ def embed_cmd(
     embeddings = embedder.embed(data.images, data.heatmaps, modality)
     atomic_write(out, lambda f: np.save(f, embeddings))
     sidecar = atomic_write_json(out.with_name(out.name + ".json"),
-                                {"files": data.files, "modality": modality, "backend": embedder.describe()})
+                                {"files": data.files, "modality": modality, "backend": embedder.describe(),
+                                 "model": ModelIdentity.of(embedder).to_dict()})
     print_json({"embeddings": str(out), "shape": list(embeddings.shape), "files": str(sidecar)})

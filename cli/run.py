@@ -31,6 +31,8 @@ app = CliApp(help="Real-time matching between a visible and an infrared camera."
 
 #: Exit code of a run that ended with errors in its summary (a source failed or never came).
 EXIT_RUN_FAILED = 1
+BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
+POSE_CONFIGS = ("openpose_coco", "openpose_coco_lite")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -94,13 +96,17 @@ def run(
         "csi://0?width=1280&height=720&fps=30 (Jetson), rtsp:// URL or GStreamer pipeline."),
     infrared: Optional[str] = typer.Option(None, "--infrared", help="Infrared source (same kinds)."),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="SPOT model: checkpoint, ONNX export (file, prefix or folder) "
-        "or TensorRT engine(s)."),
+        None, "--model", "-m", help="SPOT model: checkpoint, ONNX export (file, prefix or folder), "
+        "TensorRT engine(s), or a bundle (spot-edge export: also the pose network)."),
     backend: str = typer.Option("auto", help="auto, pytorch, onnxruntime or tensorrt."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     pose_weights: Optional[Path] = typer.Option(
-        None, "--pose-weights", help="OpenPose COCO body weights (body_pose_model.pth or "
-        "pose_iter_440000.caffemodel)."),
+        None, "--pose-weights", help="OpenPose: COCO body weights (body_pose_model.pth, "
+        "pose_iter_440000.caffemodel), a pose graph (.onnx), an engine or a bundle (default: the "
+        "--model bundle's)."),
+    pose_backend: str = typer.Option("auto", help="OpenPose backend: auto, pytorch, onnxruntime or tensorrt."),
+    pose_config: str = typer.Option("openpose_coco", help="Network of --pose-weights: openpose_coco or "
+                                    "openpose_coco_lite."),
     visible_keypoints: Optional[Path] = typer.Option(
         None, "--visible-keypoints", help="Keypoints of the visible source from another detector "
         "(JSON lines, one per frame)."),
@@ -162,6 +168,11 @@ def run(
     gallery. Writes events.jsonl, annotated videos and stats.json
     (per-stage latency p50/p90/p99) into --out.
 
+    With a bundle as the model (-m DIR, from spot-edge export) both networks
+    come from it, verified first: SPOT and OpenPose on their TensorRT engines
+    where the bundle has them and TensorRT is installed, else their graphs on
+    ONNX Runtime; --pose-weights is then not needed.
+
     As a service (see spot-edge service install): --metrics-port serves
     Prometheus metrics at /metrics and a health check at /healthz (503
     when a camera is down longer than --health-grace or was given up);
@@ -177,6 +188,8 @@ def run(
 
       spot-edge run --visible 0 --infrared 1 -m spot.onnx --pose-weights op.pth
 
+      spot-edge run --visible v.avi --infrared ir.avi -m bundle/ -g gallery/
+
       spot-edge run --infrared rtsp://cam/ir -m spot.onnx -g gallery/ -q
 
       spot-edge run --visible v.avi --visible-keypoints v.jsonl -m spot.onnx
@@ -187,9 +200,16 @@ def run(
 
       spot-edge run --infrared 1 -m spot.onnx --publish mqtt://broker/spot
     """
+    from spot_edge.engines.bundle import is_bundle, load_bundle
     from spot_edge.gallery import Gallery
+    from spot_edge.device import resolve_device
     from spot_edge.pipeline import Pipeline, PipelineConfig, build_inputs
 
+    for option, value in (("--backend", backend), ("--pose-backend", pose_backend)):
+        if value not in BACKENDS:
+            raise CliError(f"{option} must be one of {', '.join(BACKENDS)}, got {value!r}")
+    if pose_config not in POSE_CONFIGS:
+        raise CliError(f"--pose-config must be one of {', '.join(POSE_CONFIGS)}, got {pose_config!r}")
     check_range("--top-k", top_k, 1)
     check_range("--batch", batch, 1)
     check_range("--pose-height", pose_height, 32)
@@ -198,6 +218,7 @@ def run(
     check_range("--frames-every", frames_every, 0)
     check_range("--max-seconds", max_seconds, 0.1)
     check_range("--max-frames", max_frames, 1)
+    resolve_device(device)  # an unknown or absent device is refused before any file is read
     service = _service_options(metrics_port, metrics_host, health_grace, events_max_bytes, events_rotate_seconds,
                                events_keep, publish, publish_buffer)
     config = PipelineConfig(top_k=top_k, threshold=threshold, max_batch=batch, realtime=realtime,
@@ -208,15 +229,21 @@ def run(
     gallery_dir, out_dir = optional_user_path(gallery), optional_user_path(out)
     out_dir = out_dir or user_path(Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
 
+    bundle = None
+    if model and is_bundle(user_path(model)):
+        with console.status("verifying the bundle..."):
+            bundle = load_bundle(user_path(model))  # every file's SHA-256, before anything runs
+
     _configure_logging(verbose=False)
     with ServiceHooks(**service["hooks"]) as hooks:  # binds --metrics-port now: a busy port fails early
         with console.status("opening the sources..."):
             inputs = build_inputs(_source_spec(visible), _source_spec(infrared),
                                   optional_user_path(visible_keypoints), optional_user_path(infrared_keypoints),
-                                  optional_user_path(pose_weights), pose_height=pose_height, pose_device=device,
-                                  stream_timeout=min(reconnect_timeout, DEFAULT_STREAM_TIMEOUT))
+                                  optional_user_path(pose_weights) or bundle, pose_height=pose_height,
+                                  pose_device=device, stream_timeout=min(reconnect_timeout, DEFAULT_STREAM_TIMEOUT),
+                                  pose_backend=pose_backend, pose_config=pose_config)
         with console.status("loading the SPOT model..."):
-            embedder = load_embedder(model or "", backend, device, batch)  # resolves the path it is given
+            embedder = load_embedder(bundle or model or "", backend, device, batch)  # resolves a path it is given
         g = Gallery.open(gallery_dir, model=embedder) if gallery_dir is not None else None
         config.observe = observe and g is not None
         pipe = Pipeline(inputs, embedder, g, config, output_dir=out_dir, event_sinks=hooks.event_sinks)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from spot_edge import __version__
+from spot_edge.engines.graph_props import PREFIX, read_metadata_props
 from spot_edge.errors import SpotEdgeError
 from spot_edge.modality import check_modality
 from spot_edge.preprocessing import PreprocessSpec
@@ -48,7 +49,6 @@ EMBEDDING_OUTPUT = "embedding"
 NORMALIZATION = "outside"
 ONNX_FORMAT = "spot-edge-onnx/1"
 ENGINE_FORMAT = "spot-edge-engine/1"
-PREFIX = "spot_edge."
 
 
 class ArtifactError(SpotEdgeError, ValueError):
@@ -82,6 +82,8 @@ class ArtifactInfo:
     plugins: tuple[str, ...] = ()
     precision: str = "fp32"
     calibration_json: str = ""
+
+    kind = "spot"
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "spot_edge.precision")
@@ -165,6 +167,9 @@ class ArtifactInfo:
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> "ArtifactInfo":
         """Inverse of :meth:`to_props`; :class:`ArtifactError` when keys are missing."""
         p = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if p.get("format", ONNX_FORMAT) != ONNX_FORMAT:
+            raise ArtifactError(f"{source} is a {p['format']} graph, not a SPOT embedding graph "
+                                f"({ONNX_FORMAT}); give the SPOT graphs (spot-edge export-onnx)")
         if not p:
             raise ArtifactError(f"{source} carries no spot-edge metadata; export it with "
                                 f"`spot-edge export-onnx` (spot_edge.engines.export_onnx)")
@@ -208,20 +213,20 @@ class ArtifactInfo:
 
 def read_onnx_info(path_or_model) -> ArtifactInfo:
     """The :class:`ArtifactInfo` of an ONNX file (or loaded ``onnx.ModelProto``)."""
-    import onnx
+    props, source, _ = read_metadata_props(path_or_model, ArtifactError, "ONNX model")
+    return ArtifactInfo.from_props(props, source)
 
-    if isinstance(path_or_model, (str, Path)):
-        path = Path(path_or_model)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # protobuf DecodeError and friends
-            raise ArtifactError(f"{path} is not a readable ONNX model: {exc}") from exc
-        source = str(path)
-    else:
-        model, source = path_or_model, "ONNX model"
-    return ArtifactInfo.from_props({p.key: p.value for p in model.metadata_props}, source)
+
+def read_graph_info(path_or_model):
+    """The facts of any spot-edge graph: :class:`ArtifactInfo` of a SPOT graph, or
+    :class:`~spot_edge.engines.pose_metadata.PoseGraphInfo` of a pose graph (told apart by their
+    recorded format)."""
+    props, source, _ = read_metadata_props(path_or_model, ArtifactError, "ONNX model")
+    from spot_edge.engines.pose_metadata import POSE_ONNX_FORMAT, PoseGraphInfo
+
+    if props.get(PREFIX + "format") == POSE_ONNX_FORMAT:
+        return PoseGraphInfo.from_props(props, source)
+    return ArtifactInfo.from_props(props, source)
 
 
 # ---------------------------------------------------------------------------------- engines
@@ -241,6 +246,47 @@ class BatchProfile:
     def to_list(self) -> list[int]:
         return [self.min, self.opt, self.max]
 
+    @property
+    def batch(self) -> "BatchProfile":
+        return self
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """One TensorRT optimisation profile over ``(batch, height, width)`` of an image input (the pose
+    network: dynamic frame sizes); each dimension ``1 <= min <= opt <= max``."""
+
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        shapes = [tuple(int(v) for v in s) for s in (self.min, self.opt, self.max)]
+        if any(len(s) != 3 for s in shapes):
+            raise ValueError(f"a shape profile holds (batch, height, width) triples, got {shapes}")
+        for i, dim in enumerate(("batch", "height", "width")):
+            lo, mid, hi = (s[i] for s in shapes)
+            if not 1 <= lo <= mid <= hi:
+                raise ValueError(f"a shape profile needs 1 <= min <= opt <= max for its {dim}, got "
+                                 f"{lo}, {mid}, {hi}")
+        for name, shape in zip(("min", "opt", "max"), shapes):
+            object.__setattr__(self, name, shape)
+
+    def to_list(self) -> list[list[int]]:
+        return [list(self.min), list(self.opt), list(self.max)]
+
+    @property
+    def batch(self) -> BatchProfile:
+        return BatchProfile(self.min[0], self.opt[0], self.max[0])
+
+    def holds(self, height: int, width: int) -> bool:
+        """True when frames of ``height`` x ``width`` fit this profile."""
+        return self.min[1] <= height <= self.max[1] and self.min[2] <= width <= self.max[2]
+
+    def describe(self) -> str:
+        return (f"batch {self.min[0]}..{self.max[0]}, height {self.min[1]}..{self.max[1]}, "
+                f"width {self.min[2]}..{self.max[2]}")
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -256,11 +302,15 @@ class GpuInfo:
 
 @dataclass(frozen=True)
 class EngineMetadata:
-    """The JSON sidecar of a serialized TensorRT engine (``<engine>.json``)."""
+    """The JSON sidecar of a serialized TensorRT engine (``<engine>.json``).
 
-    artifact: ArtifactInfo
+    ``artifact`` is the graph's facts: :class:`ArtifactInfo` for a SPOT engine (batch profiles,
+    :class:`BatchProfile`), :class:`~spot_edge.engines.pose_metadata.PoseGraphInfo` for a pose
+    engine (``(batch, height, width)`` profiles, :class:`ShapeProfile`); ``kind`` tells them apart."""
+
+    artifact: Any
     precision: str
-    profiles: tuple[BatchProfile, ...]
+    profiles: tuple[Any, ...]
     tensorrt_version: str
     gpu: GpuInfo
     plugins: dict[str, str] = field(default_factory=dict)
@@ -273,16 +323,22 @@ class EngineMetadata:
         check_precision(self.precision, "engine precision")
 
     @property
-    def modality(self) -> str:
-        return self.artifact.modality
+    def kind(self) -> str:
+        """``"spot"`` or ``"pose"``."""
+        return self.artifact.kind
+
+    @property
+    def modality(self) -> str | None:
+        """The modality of a SPOT engine (None for a pose engine)."""
+        return getattr(self.artifact, "modality", None)
 
     @property
     def max_batch(self) -> int:
-        return max(p.max for p in self.profiles)
+        return max(p.batch.max for p in self.profiles)
 
     @property
     def min_batch(self) -> int:
-        return min(p.min for p in self.profiles)
+        return min(p.batch.min for p in self.profiles)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ENGINE_FORMAT, "spot_edge_version": self.built_by, "artifact": self.artifact.to_dict(),
@@ -298,8 +354,14 @@ class EngineMetadata:
             raise ArtifactError(f"{source} is not spot-edge engine metadata (format {data.get('format')!r}, "
                                 f"expected {ENGINE_FORMAT!r})")
         try:
-            return cls(artifact=ArtifactInfo.from_dict(data["artifact"]), precision=data["precision"],
-                       profiles=tuple(BatchProfile(*p) for p in data["profiles"]),
+            if data["artifact"].get("kind") == "pose":
+                from spot_edge.engines.pose_metadata import PoseGraphInfo
+
+                artifact, profile = PoseGraphInfo.from_dict(data["artifact"]), ShapeProfile
+            else:
+                artifact, profile = ArtifactInfo.from_dict(data["artifact"]), BatchProfile
+            return cls(artifact=artifact, precision=data["precision"],
+                       profiles=tuple(profile(*p) for p in data["profiles"]),
                        tensorrt_version=str(data["tensorrt_version"]),
                        gpu=GpuInfo(data["gpu"]["name"], tuple(int(x) for x in data["gpu"]["compute_capability"])),
                        plugins=dict(data.get("plugins") or {}), target=data.get("target"),
@@ -343,9 +405,13 @@ class EngineMetadata:
         capability (and tuned for the GPU model); the message says what to rebuild and how.
         """
         where = f"engine {engine_path}" if engine_path else "engine"
-        rebuild = (f"rebuild it on this machine: spot-edge build-engine <{self.modality}.onnx>"
+        graph = "pose.onnx" if self.kind == "pose" else f"{self.modality}.onnx"
+        rebuild = (f"rebuild it on this machine: spot-edge build-engine <{graph}>"
                    + (f" --target {self.target}" if self.target else ""))
         problems = []
+        if modality is not None and self.kind == "pose":
+            raise EngineMismatchError(f"{where} is a pose engine (OpenPose maps), not a SPOT engine for "
+                                      f"{modality!r} images")
         if modality is not None and modality != self.modality:
             raise EngineMismatchError(f"{where} embeds {self.modality!r} images, but {modality!r} was requested; "
                                       f"build an engine from the {modality} ONNX graph "

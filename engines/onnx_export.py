@@ -29,7 +29,6 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from spot_edge.atomic import atomic_path
 from spot_edge.engines.metadata import (EMBEDDING_OUTPUT, HEATMAP_INPUT, IMAGE_INPUT, PRECISIONS, ArtifactInfo,
                                         check_precision)
 from spot_edge.engines.trt_ops import check_trt_operators
@@ -223,34 +222,25 @@ def _fix_output_shape(model_proto, embedding_dim: int, batch: int | None) -> Non
 
 
 def _write_with_metadata(graph, path: Path, info: ArtifactInfo) -> None:
-    import onnx
+    from spot_edge.engines.graph_props import save_with_metadata
 
-    props = info.to_props()
-    keep = [p for p in graph.metadata_props if p.key not in props]
-    del graph.metadata_props[:]
-    graph.metadata_props.extend(keep)
-    for key, value in props.items():
-        graph.metadata_props.add(key=key, value=value)
-    graph.producer_name = "spot-edge"
-    graph.producer_version = info.version
-    with atomic_path(path) as tmp:
-        onnx.save(graph, str(tmp))
+    save_with_metadata(graph, path, info.to_props(), info.version)
 
 
 def check_onnx(path: str | Path, trt_operators: bool = True, allowed_plugins: frozenset[str] = frozenset()) -> None:
-    """ONNX checker with strict shape inference, spot-edge metadata, the precision check and
-    (optionally) TensorRT operators (``allowed_plugins``: ``"domain::op"`` plugin nodes accepted
-    besides the parser's own list)."""
+    """ONNX checker with strict shape inference, spot-edge metadata (a SPOT graph or the pose
+    graph), the precision check and (optionally) TensorRT operators (``allowed_plugins``:
+    ``"domain::op"`` plugin nodes accepted besides the parser's own list)."""
     import onnx
 
-    from spot_edge.engines.metadata import read_onnx_info
+    from spot_edge.engines.metadata import read_graph_info
     from spot_edge.engines.precision import check_graph_precision
 
     path = Path(path)
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    check_graph_precision(model, read_onnx_info(model), str(path))
+    check_graph_precision(model, read_graph_info(model), str(path))
     if trt_operators:
         check_trt_operators(model, allowed_plugins)
 

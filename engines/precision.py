@@ -88,7 +88,8 @@ def _symmetric_int8(model, source: str) -> None:
 
 
 def check_graph_precision(model, info: ArtifactInfo | None = None, source: str = "graph") -> str:
-    """The graph's precision; :class:`ArtifactError` when it differs from ``info.precision``, when
+    """The graph's precision; :class:`ArtifactError` when it differs from ``info.precision`` (``info``:
+    an :class:`ArtifactInfo` or a pose graph's ``PoseGraphInfo``; default: read from the graph), when
     the interface is not float32, or when an int8 graph is not symmetric INT8."""
     model = _load(model)
     if info is None:
@@ -97,8 +98,9 @@ def check_graph_precision(model, info: ArtifactInfo | None = None, source: str =
         info = read_onnx_info(model)
     found = graph_precision(model)
     if found != info.precision:
+        command = "spot-edge pose export-onnx" if getattr(info, "kind", "spot") == "pose" else "spot-edge export-onnx"
         raise ArtifactError(f"{source} records spot_edge.precision={info.precision!r} but its content is "
-                            f"{found}; the file was changed after export: re-export it with spot-edge export-onnx")
+                            f"{found}; the file was changed after export: re-export it with {command}")
     check_interface_float32(model, source)
     if found == "int8":
         _symmetric_int8(model, source)

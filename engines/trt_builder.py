@@ -32,17 +32,20 @@ from typing import Any, Callable
 
 from spot_edge.atomic import atomic_write_bytes
 from spot_edge.engines.metadata import (HEATMAP_INPUT, IMAGE_INPUT, PRECISIONS, BatchProfile, EngineMetadata,
-                                        GpuInfo, read_onnx_info)
+                                        GpuInfo, ShapeProfile, read_graph_info)
 from spot_edge.engines.trt_compat import (TensorRTUnavailableError, create_network, import_tensorrt,
                                           legacy_fp16_flag)
 from spot_edge.engines.trt_plugins import load_plugin_libraries
 from spot_edge.errors import InputError, SpotEdgeError
 from spot_edge.hashing import sha256_file
 
-__all__ = ["PROFILE_DIR", "EngineBuildError", "TargetProfile", "BuildOptions", "available_targets", "load_target",
-           "build_engine", "engine_path_for", "engine_precision", "current_gpu"]
+__all__ = ["PROFILE_DIR", "DEFAULT_POSE_PROFILES", "EngineBuildError", "TargetProfile", "BuildOptions",
+           "available_targets", "load_target", "build_engine", "engine_path_for", "engine_precision", "current_gpu"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
+#: pose engines without a target: frames up to 368 x 656 (the pipeline's 368-pixel network height,
+#: 1:1 to 16:9), down to 128 x 128 (small thermal cameras are not upscaled), one or two at a time
+DEFAULT_POSE_PROFILES = (ShapeProfile((1, 128, 128), (1, 368, 656), (2, 368, 656)),)
 
 
 class EngineBuildError(SpotEdgeError, RuntimeError):
@@ -72,6 +75,8 @@ class TargetProfile:
     workspace_mib: int
     builder_optimization_level: int = 3
     expected_compute_capability: tuple[int, int] | None = None
+    pose_profiles: tuple[ShapeProfile, ...] = DEFAULT_POSE_PROFILES
+    pose_workspace_mib: int | None = None
 
 
 def available_targets() -> list[str]:
@@ -100,13 +105,39 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     try:
         profiles = tuple(BatchProfile(int(p["min"]), int(p["opt"]), int(p["max"])) for p in data["profiles"])
         cc = data.get("compute_capability")
-        return TargetProfile(name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
-                             profiles=profiles, workspace_mib=int(data["workspace_mib"]),
-                             builder_optimization_level=int(data.get("builder_optimization_level", 3)),
-                             expected_compute_capability=tuple(int(x) for x in str(cc).split(".")) if cc else None)
+        target = TargetProfile(name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+                               profiles=profiles, workspace_mib=int(data["workspace_mib"]),
+                               builder_optimization_level=int(data.get("builder_optimization_level", 3)),
+                               expected_compute_capability=tuple(int(x) for x in str(cc).split(".")) if cc else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: invalid build target ({exc}); it needs profiles: [{{min, opt, max}}] and "
                          f"workspace_mib") from None
+    if "pose" in data:
+        target = _with_pose_section(target, data["pose"], path)
+    return target
+
+
+def _with_pose_section(target: TargetProfile, pose: Any, path: Path) -> TargetProfile:
+    """The target's ``pose:`` section: ``profiles: [{min: [B, H, W], opt: [...], max: [...]}]`` (H, W
+    multiples of the pose network's stride) and an optional ``workspace_mib``."""
+    import dataclasses
+
+    stride = 8  # the pose network's stride (spot_edge.pose.network.STRIDE; not imported: no torch here)
+    try:
+        if not isinstance(pose, dict):
+            raise TypeError("a mapping")
+        profiles = tuple(ShapeProfile(tuple(p["min"]), tuple(p["opt"]), tuple(p["max"])) for p in pose["profiles"])
+        workspace = int(pose["workspace_mib"]) if "workspace_mib" in pose else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: invalid pose section ({exc}); it needs profiles: [{{min: [batch, height, "
+                         f"width], opt: [...], max: [...]}}] and optionally workspace_mib") from None
+    for p in profiles:
+        if any(v % stride for shape in (p.min, p.opt, p.max) for v in shape[1:]):
+            raise InputError(f"{path}: pose profile heights and widths must be multiples of {stride} (the network "
+                             f"pads frames to them), got {p.to_list()}")
+    if not profiles:
+        raise InputError(f"{path}: the pose section needs at least one profile")
+    return dataclasses.replace(target, pose_profiles=profiles, pose_workspace_mib=workspace)
 
 
 # ----------------------------------------------------------------------------- options
@@ -125,6 +156,8 @@ class BuildOptions:
         plugin_versions: ``{library name: version}`` recorded in the metadata (overrides).
         builder_optimization_level: 0..5 (TensorRT default 3).
         target: name of the target profile the options came from (recorded in the metadata).
+        pose_profiles: for a pose graph: profiles over (batch, height, width) of its ``image`` input.
+        pose_workspace_mib: builder workspace for a pose graph (None: ``workspace_mib``).
     """
 
     precision: str | None = None
@@ -135,15 +168,19 @@ class BuildOptions:
     plugin_versions: dict[str, str] = field(default_factory=dict)
     builder_optimization_level: int = 3
     target: str | None = None
+    pose_profiles: tuple[ShapeProfile, ...] = DEFAULT_POSE_PROFILES
+    pose_workspace_mib: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not self.profiles:
+        if not self.profiles or not self.pose_profiles:
             raise InputError("at least one optimisation profile is needed")
         self.profiles = tuple(p if isinstance(p, BatchProfile) else BatchProfile(*p) for p in self.profiles)
-        if self.workspace_mib < 16:
-            raise InputError(f"workspace_mib={self.workspace_mib} is too small (TensorRT suggests at least 16 MiB)")
+        self.pose_profiles = tuple(p if isinstance(p, ShapeProfile) else ShapeProfile(*p) for p in self.pose_profiles)
+        for workspace in (self.workspace_mib, self.pose_workspace_mib):
+            if workspace is not None and workspace < 16:
+                raise InputError(f"workspace_mib={workspace} is too small (TensorRT suggests at least 16 MiB)")
         if not 0 <= self.builder_optimization_level <= 5:
             raise InputError("builder_optimization_level must be 0..5")
 
@@ -151,7 +188,8 @@ class BuildOptions:
     def from_target(cls, target: str | Path, **overrides: Any) -> "BuildOptions":
         t = load_target(target)
         values: dict[str, Any] = dict(profiles=t.profiles, workspace_mib=t.workspace_mib,
-                                      builder_optimization_level=t.builder_optimization_level, target=t.name)
+                                      builder_optimization_level=t.builder_optimization_level, target=t.name,
+                                      pose_profiles=t.pose_profiles, pose_workspace_mib=t.pose_workspace_mib)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -192,11 +230,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     options = options or BuildOptions()
     log = log or (lambda message: None)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    info = read_onnx_info(onnx_path)
+    info = read_graph_info(onnx_path)  # a SPOT graph (ArtifactInfo) or the pose graph (PoseGraphInfo)
     check_graph_precision(onnx.load(str(onnx_path), load_external_data=False), info, str(onnx_path))
     precision, legacy = engine_precision(info.precision, options.precision)
+    pose = info.kind == "pose"
+    profiles = options.pose_profiles if pose else options.profiles
+    workspace_mib = (options.pose_workspace_mib or options.workspace_mib) if pose else options.workspace_mib
     gpu = gpu or current_gpu()
-    if info.plugins and not options.plugin_libraries:
+    if getattr(info, "plugins", ()) and not options.plugin_libraries:
         raise EngineBuildError(f"{onnx_path} holds TensorRT plugin nodes ({', '.join(info.plugins)}): pass the plugin "
                                f"library with --plugin (libspot_edge_trt_plugins.so, see spot_edge/kernels), or "
                                f"export without --plugins")
@@ -214,7 +255,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
                                + " (check the graph with spot_edge.engines.check_trt_operators)")
 
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mib) << 20)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     config.builder_optimization_level = options.builder_optimization_level
     if legacy:
         log("LEGACY: fp32 graph built with BuilderFlag.FP16 (TensorRT 10 only); prefer an fp16 graph")
@@ -224,10 +265,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
         previous = Path(options.timing_cache).read_bytes() if Path(options.timing_cache).is_file() else b""
         timing_cache = config.create_timing_cache(previous)
         config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    _add_profiles(builder, network, config, info, options.profiles)
+    if pose:
+        _add_pose_profiles(builder, config, profiles)
+    else:
+        _add_profiles(builder, network, config, info, profiles)
 
-    log(f"building a strongly typed {precision} engine for {gpu.name} (profiles "
-        f"{', '.join('/'.join(map(str, p.to_list())) for p in options.profiles)}); this takes minutes"
+    shown = "; ".join(p.describe() if pose else "/".join(map(str, p.to_list())) for p in profiles)
+    log(f"building a strongly typed {precision} {'pose ' if pose else ''}engine for {gpu.name} (profiles "
+        f"{shown}); this takes minutes"
         if not legacy else f"building a legacy fp16 engine for {gpu.name}; this takes minutes")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -237,9 +282,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     if timing_cache is not None:
         atomic_write_bytes(Path(options.timing_cache), bytes(memoryview(config.get_timing_cache().serialize())))
 
-    metadata = EngineMetadata(artifact=info, precision=precision, profiles=tuple(options.profiles),
+    metadata = EngineMetadata(artifact=info, precision=precision, profiles=tuple(profiles),
                               tensorrt_version=str(trt.__version__), gpu=gpu, plugins=plugins,
-                              target=options.target, workspace_mib=options.workspace_mib,
+                              target=options.target, workspace_mib=workspace_mib,
                               onnx_sha256=sha256_file(onnx_path))
     metadata.save(engine_path)
     log(f"wrote {engine_path} and {EngineMetadata.sidecar_path(engine_path).name}")
@@ -256,6 +301,18 @@ def _add_profiles(builder, network, config, info, profiles) -> None:
             profile.set_shape(HEATMAP_INPUT, (p.min, *heatmap_shape), (p.opt, *heatmap_shape), (p.max, *heatmap_shape))
         if config.add_optimization_profile(profile) < 0:
             raise EngineBuildError(f"TensorRT refused the optimisation profile {p.to_list()}")
+
+
+def _add_pose_profiles(builder, config, profiles) -> None:
+    """Profiles over (batch, height, width) of the pose graph's ``image`` input ``(B, 3, H, W)``."""
+    from spot_edge.engines.pose_metadata import POSE_INPUT
+
+    for p in profiles:
+        profile = builder.create_optimization_profile()
+        (b0, h0, w0), (b1, h1, w1), (b2, h2, w2) = p.min, p.opt, p.max
+        profile.set_shape(POSE_INPUT, (b0, 3, h0, w0), (b1, 3, h1, w1), (b2, 3, h2, w2))
+        if config.add_optimization_profile(profile) < 0:
+            raise EngineBuildError(f"TensorRT refused the pose optimisation profile {p.describe()}")
 
 
 def engine_path_for(onnx_path: str | Path, precision: str = "fp16") -> Path:

@@ -1,5 +1,12 @@
 """Run a verified spot-edge TensorRT engine on torch CUDA buffers (TensorRT 10.3 to 11).
 
+:class:`TrtEngine` is the one engine runtime: sidecar verification, deserialisation, one
+execution context per optimisation profile, input shapes and tensor addresses, output buffers
+sized from the context (dynamic batch and, for the pose network, dynamic height and width).
+:class:`TrtEngineRunner` runs SPOT engines on it (batch profiles: split and pad);
+:class:`~spot_edge.engines.trt_pose_runner.TrtPoseRunner` runs pose engines on it
+(``(batch, height, width)`` profiles).
+
 Load path (the same Python API in 10.3 and 11.1)::
 
     runtime = trt.Runtime(logger)
@@ -31,7 +38,7 @@ from spot_edge.engines.trt_compat import import_tensorrt
 from spot_edge.engines.trt_plugins import load_plugin_libraries
 from spot_edge.errors import InputError
 
-__all__ = ["TrtEngineRunner", "plan_chunks", "best_profile"]
+__all__ = ["TrtEngine", "TrtEngineRunner", "plan_chunks", "best_profile"]
 
 
 def plan_chunks(batch: int, profiles: Sequence[BatchProfile]) -> list[tuple[int, int, int]]:
@@ -58,25 +65,28 @@ def best_profile(size: int, profiles: Sequence[BatchProfile]) -> int:
     return min(holding, key=lambda i: profiles[i].min)
 
 
-class TrtEngineRunner:
-    """One engine (one modality) with one execution context per optimisation profile.
+class TrtEngine:
+    """One verified engine with one execution context per optimisation profile.
 
     Args:
         engine_path: serialized engine with its ``<engine>.json`` sidecar.
-        modality: expected modality (checked against the metadata), or None.
         device: torch device of the buffers (``"cuda"``/``"cuda:N"``; tests use ``"cpu"`` with the
             TensorRT double).
         plugin_libraries: plugin libraries the engine needs (their versions are checked).
         gpu: override GPU detection (tests).
+        modality: expected modality of a SPOT engine (checked against the metadata), or None.
+        kind: ``"spot"`` or ``"pose"``: the kind of graph the engine must have been built from.
     """
 
-    def __init__(self, engine_path: str | Path, modality: str | None = None, device: str = "cuda",
-                 plugin_libraries: Sequence[str | Path] = (), gpu: GpuInfo | None = None) -> None:
-
+    def __init__(self, engine_path: str | Path, device: str = "cuda", plugin_libraries: Sequence[str | Path] = (),
+                 gpu: GpuInfo | None = None, modality: str | None = None, kind: str | None = None) -> None:
         self.engine_path = Path(engine_path)
         if not self.engine_path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {self.engine_path}")
         self.metadata = EngineMetadata.load(self.engine_path)
+        if kind is not None and self.metadata.kind != kind:
+            what = {"pose": "a pose (OpenPose) engine", "spot": "a SPOT embedding engine"}
+            raise EngineMismatchError(f"{self.engine_path} is {what[self.metadata.kind]}, not {what[kind]}")
         trt = import_tensorrt()
         self.trt = trt
         self.device = resolve_device(device)
@@ -92,25 +102,15 @@ class TrtEngineRunner:
             raise EngineMismatchError(f"TensorRT {trt.__version__} could not deserialize {self.engine_path} although "
                                       f"its metadata matches; the file may be corrupt: rebuild it with "
                                       f"`spot-edge build-engine`")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-        if IMAGE_INPUT not in self.inputs or EMBEDDING_OUTPUT not in self.outputs:
-            raise ArtifactError(f"{self.engine_path} has tensors {names}; a spot-edge engine has inputs "
-                                f"{IMAGE_INPUT}, {HEATMAP_INPUT} and output {EMBEDDING_OUTPUT}")
-        self.profiles = tuple(
-            BatchProfile(*(int(shape[0]) for shape in self.engine.get_tensor_profile_shape(IMAGE_INPUT, i)))
-            for i in range(self.engine.num_optimization_profiles))
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in self.names if n not in self.inputs]
         self._contexts: dict[int, object] = {}
-        info = self.metadata.artifact
-        self.modality = info.modality
-        self.image_shape = info.image_shape
-        self.heatmap_shape = info.heatmap_shape
-        self.embedding_dim = info.embedding_dim
 
-    @property
-    def max_batch(self) -> int:
-        return max(p.max for p in self.profiles)
+    def profile_shapes(self, name: str) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """``(min, opt, max)`` shapes of input ``name`` in each optimisation profile."""
+        return [tuple(tuple(int(d) for d in shape) for shape in self.engine.get_tensor_profile_shape(name, i))
+                for i in range(self.engine.num_optimization_profiles)]
 
     def _torch_dtype(self, name: str):
         import torch
@@ -142,6 +142,69 @@ class TrtEngineRunner:
             self._contexts[profile] = context
         return self._contexts[profile]
 
+    def execute(self, feeds: dict, profile: int) -> dict:
+        """Run the engine once with optimisation profile ``profile``: ``feeds`` ``{input name: tensor}``
+        (moved to the device in the engine's dtype) -> ``{output name: float32 tensor}`` on the
+        device, shaped as the context reports once every input shape is set."""
+        import torch
+
+        context = self._context(profile)
+        alive = []
+        for name in self.inputs:
+            t = feeds[name].to(self.device, self._torch_dtype(name)).contiguous()
+            if not context.set_input_shape(name, tuple(t.shape)):
+                raise InputError(f"engine {self.engine_path.name} rejects shape {tuple(t.shape)} for its input "
+                                 f"{name} (optimisation profile {profile})")
+            context.set_tensor_address(name, int(t.data_ptr()))
+            alive.append(t)
+        results = {}
+        for name in self.outputs:
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ArtifactError(f"engine {self.engine_path.name} cannot tell the shape of its output {name} "
+                                    f"({shape}); rebuild it from a current spot-edge export")
+            results[name] = torch.empty(shape, dtype=self._torch_dtype(name), device=self.device)
+            context.set_tensor_address(name, int(results[name].data_ptr()))
+        if not context.execute_async_v3(self._stream()):
+            raise RuntimeError(f"TensorRT execution of {self.engine_path.name} failed (see the TensorRT log)")
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        return {name: value.float() for name, value in results.items()}
+
+    def close(self) -> None:
+        self._contexts.clear()
+        self.engine = None
+
+
+class TrtEngineRunner(TrtEngine):
+    """One SPOT engine (one modality): batches split and padded over its batch profiles.
+
+    Args:
+        engine_path: serialized engine with its ``<engine>.json`` sidecar.
+        modality: expected modality (checked against the metadata), or None.
+        device: torch device of the buffers (``"cuda"``/``"cuda:N"``; tests use ``"cpu"`` with the
+            TensorRT double).
+        plugin_libraries: plugin libraries the engine needs (their versions are checked).
+        gpu: override GPU detection (tests).
+    """
+
+    def __init__(self, engine_path: str | Path, modality: str | None = None, device: str = "cuda",
+                 plugin_libraries: Sequence[str | Path] = (), gpu: GpuInfo | None = None) -> None:
+        super().__init__(engine_path, device, plugin_libraries, gpu, modality, kind="spot")
+        if IMAGE_INPUT not in self.inputs or EMBEDDING_OUTPUT not in self.outputs:
+            raise ArtifactError(f"{self.engine_path} has tensors {self.names}; a spot-edge engine has inputs "
+                                f"{IMAGE_INPUT}, {HEATMAP_INPUT} and output {EMBEDDING_OUTPUT}")
+        self.profiles = tuple(BatchProfile(*(shape[0] for shape in shapes)) for shapes in self.profile_shapes(IMAGE_INPUT))
+        info = self.metadata.artifact
+        self.modality = info.modality
+        self.image_shape = info.image_shape
+        self.heatmap_shape = info.heatmap_shape
+        self.embedding_dim = info.embedding_dim
+
+    @property
+    def max_batch(self) -> int:
+        return max(p.max for p in self.profiles)
+
     def run(self, images, heatmaps):
         """``images (B, 3, H, W)``, ``heatmaps (B, K_S, Hs, Ws)`` torch tensors -> ``(B, D)`` float32 on ``device``."""
         import torch
@@ -160,35 +223,22 @@ class TrtEngineRunner:
         return out
 
     def _run_chunk(self, images, heatmaps, profile_index: int):
-        import torch
-
         size = int(images.shape[0])
         padded = max(size, self.profiles[profile_index].min)
-        feeds = {IMAGE_INPUT: images, HEATMAP_INPUT: heatmaps}
-        context = self._context(profile_index)
-        alive = []
-        for name in self.inputs:
-            t = feeds[name].to(self.device, self._torch_dtype(name))
-            if padded > size:  # repeat the last sample up to the profile minimum; its rows are dropped
-                t = torch.cat([t, t[-1:].expand(padded - size, *t.shape[1:])], dim=0)
-            t = t.contiguous()
-            if not context.set_input_shape(name, tuple(t.shape)):
-                raise InputError(f"engine {self.engine_path.name} rejects shape {tuple(t.shape)} for {name} "
-                                 f"(profile {self.profiles[profile_index]})")
-            context.set_tensor_address(name, int(t.data_ptr()))
-            alive.append(t)
-        out_shape = tuple(int(d) for d in context.get_tensor_shape(EMBEDDING_OUTPUT))
-        if out_shape != (padded, self.embedding_dim):
-            raise ArtifactError(f"engine {self.engine_path.name} reports output shape {out_shape}, expected "
-                                f"{(padded, self.embedding_dim)}; rebuild it from a current spot-edge export")
-        result = torch.empty(out_shape, dtype=self._torch_dtype(EMBEDDING_OUTPUT), device=self.device)
-        context.set_tensor_address(EMBEDDING_OUTPUT, int(result.data_ptr()))
-        if not context.execute_async_v3(self._stream()):
-            raise RuntimeError(f"TensorRT execution of {self.engine_path.name} failed (see the TensorRT log)")
-        if self.device.type == "cuda":
-            torch.cuda.current_stream(self.device).synchronize()
-        return result.float()
+        feeds = {name: pad_batch(t, padded) for name, t in ((IMAGE_INPUT, images), (HEATMAP_INPUT, heatmaps))
+                 if name in self.inputs}
+        result = self.execute(feeds, profile_index)[EMBEDDING_OUTPUT]
+        if tuple(result.shape) != (padded, self.embedding_dim):
+            raise ArtifactError(f"engine {self.engine_path.name} reports output shape {tuple(result.shape)}, "
+                                f"expected {(padded, self.embedding_dim)}; rebuild it from a current spot-edge export")
+        return result
 
-    def close(self) -> None:
-        self._contexts.clear()
-        self.engine = None
+
+def pad_batch(t, size: int):
+    """``t`` with its last sample repeated up to ``size`` rows (a profile's minimum batch; the extra
+    rows' results are dropped)."""
+    import torch
+
+    if t.shape[0] >= size:
+        return t
+    return torch.cat([t, t[-1:].expand(size - t.shape[0], *t.shape[1:])], dim=0)

@@ -9,7 +9,7 @@ A dataset root (SYSU-MM01 layout, the synthetic set, RegDB) stores images; the p
   (``keypoint_source``).
 
 Used by INT8 calibration (:mod:`spot_edge.calibration_data`) and protocol parity
-(:mod:`spot_edge.backends.parity`); it imports neither the backends nor the engines.
+(:mod:`spot_edge.parity`); it imports neither the backends nor the engines.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate", "cosine_distance", "PROTOCOLS"]
+__all__ = ["evaluate", "cosine_distance", "l2_normalize", "PROTOCOLS"]
 
 PROTOCOLS = ("sysu", "regdb")
 
@@ -34,6 +34,21 @@ _SYSU_DROPPED_GALLERY_CAM = 2
 
 # Query rows processed at once; bounds the (rows, G) temporaries.
 _BLOCK_ELEMENTS = 4_000_000
+
+
+def l2_normalize(x: Any) -> np.ndarray:
+    """Rows of ``(N, D)`` (or one ``(D,)`` vector) scaled to unit length, as float32; zero rows
+    stay zero.
+
+    Each row is first divided by its largest absolute value, in float64, so rows of very large
+    (1e300) or very small (1e-300) finite values normalise correctly instead of overflowing or
+    vanishing.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    scale = np.max(np.abs(x64), axis=-1, keepdims=True) if x64.size else np.ones(x64.shape[:-1] + (1,))
+    y = x64 / np.where(scale > 0, scale, 1.0)
+    norms = np.linalg.norm(y, axis=-1, keepdims=True)  # >= 1 for non-zero rows
+    return (y / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -50,9 +65,7 @@ def cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     g = np.asarray(gallery, dtype=np.float32)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"cosine_distance expects (Q, D) and (G, D) arrays, got {q.shape} and {g.shape}")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    return 1.0 - q @ g.T
+    return 1.0 - l2_normalize(q) @ l2_normalize(g).T
 
 
 def _as_1d(name: str, values: Any, length: int) -> np.ndarray:

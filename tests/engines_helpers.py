@@ -95,3 +95,57 @@ def small_plugin_exports() -> dict[str, Path]:
 
     return {m: export_onnx(small_model(), workdir() / "small-plugins" / f"p.{m}.onnx", m, plugins=True)
             for m in ("visible", "infrared")}
+
+
+ONE_STAGE_POSE = "openpose_coco"  # with --pose-stages 1 (pose_config() below): the smallest real layout
+
+
+def pose_config():
+    """The 1-stage COCO pose network (``openpose_coco_s1``): the first stage of the real layout."""
+    from spot_edge.pose.network import with_stages
+
+    return with_stages(ONE_STAGE_POSE, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def small_pose_weights() -> Path:
+    """Generated 1-stage OpenPose weights saved as a state dict file (output layers scaled so that
+    the maps reach the parser's thresholds: tests/pose_networks.py)."""
+    from pose_networks import scaled_random_network
+    from spot_edge.pose.weights import save_pose_weights
+
+    net = scaled_random_network(pose_config())
+    return save_pose_weights(net.state_dict(), workdir() / "pose-weights" / "pose_1stage.safetensors")
+
+
+@functools.lru_cache(maxsize=None)
+def small_checkpoint() -> Path:
+    """:func:`small_model` saved as a spot-edge checkpoint."""
+    from spot_edge.model import save_checkpoint
+
+    return save_checkpoint(small_model(), workdir() / "checkpoint" / "spot-small.safetensors")
+
+
+@functools.lru_cache(maxsize=None)
+def small_bundle(precision: str = "fp32") -> Path:
+    """A bundle of :func:`small_model` and :func:`small_pose_weights` (``spot-edge export`` through
+    the API; copy it before changing anything in it)."""
+    from spot_edge.engines.bundle_export import export_bundle
+
+    out = workdir() / f"bundle-{precision}"
+    export_bundle(small_model(), small_pose_weights(), out, precision=precision, pose_config=pose_config(),
+                  sources={"checkpoint": small_checkpoint().name})
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def small_pose_graph(precision: str = "fp32") -> Path:
+    """The pose graph of :func:`small_pose_weights` (traced at 32x32; height and width dynamic)."""
+    from spot_edge.pose.network import OpenPoseBody
+    from spot_edge.engines.pose_onnx_export import export_pose_onnx
+    from spot_edge.pose.weights import load_pose_weights
+
+    body = OpenPoseBody(pose_config())
+    load_pose_weights(body, small_pose_weights())
+    return export_pose_onnx(body, workdir() / "pose-graphs" / f"pose.{precision}.onnx", sample_hw=(32, 32),
+                            precision=precision)

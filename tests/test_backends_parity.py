@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spot_edge.backends.base import Embedder
-from spot_edge.backends.parity import embedding_agreement, folder_parity, retrieval_metrics
+from spot_edge.parity import embedding_agreement, folder_parity, retrieval_metrics
 from spot_edge.preprocessing import PreprocessSpec
 
 SPEC = PreprocessSpec(height=32, width=16, heatmap_stride=8)
@@ -81,7 +81,7 @@ def test_protocol_parity_on_the_synthetic_test_split():
     from engines_helpers import small_exports, small_model, tiny_synthetic
 
     from spot_edge.backends import create_embedder
-    from spot_edge.backends.parity import protocol_parity
+    from spot_edge.parity import protocol_parity
 
     reference = create_embedder(small_model(), device="cpu")
     candidates = {"onnx fp32": create_embedder(small_exports()["visible"].parent / "spot", threads=1),

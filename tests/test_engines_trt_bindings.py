@@ -3,8 +3,9 @@
 Three checks, each against the pybind11 sources and headers in /work/shared/third_party/tensorrt:
 - every ``trt.X`` / ``trt.X.Y`` written in ``spot_edge/engines`` exists in 10.3, and in 11.1 unless
   it sits on the legacy TensorRT-10-only path (``trt_compat.legacy_fp16_flag``);
-- running the build and runtime flows (fp32 / fp16 / int8 graphs, plugins, timing cache, the
-  legacy path) against the 10.3 and the 11.1 double touches only names of that version;
+- running the build and runtime flows (fp32 / fp16 / int8 graphs, the pose graph with its
+  (batch, height, width) profiles, plugins, timing cache, the legacy path) against the 10.3 and
+  the 11.1 double touches only names of that version;
 - the double itself offers no name its version lacks, and its enum values are the headers'.
 """
 
@@ -14,11 +15,12 @@ import ast
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import trt_bindings_source as source
 import trt_double
-from engines_helpers import random_inputs, small_exports, small_model
+from engines_helpers import random_inputs, small_exports, small_model, small_pose_graph
 
 ENGINES = Path(__file__).resolve().parents[1] / "engines"
 VERSIONS = ("10.3", "11.1")
@@ -85,6 +87,14 @@ def _flows(trt, tmp_path) -> None:
         embedder = create_embedder(folder / "spot", device="cpu", gpu=gpu)
         embedder.embed(images, heatmaps, "infrared")
         embedder.close()
+    from spot_edge.engines.metadata import ShapeProfile
+    from spot_edge.pose.estimators import create_pose_estimator
+
+    pose_options = BuildOptions(pose_profiles=(ShapeProfile((1, 32, 32), (1, 32, 48), (2, 64, 64)),))
+    build_engine(small_pose_graph("fp16"), tmp_path / "pose.engine", pose_options, gpu=gpu)
+    pose = create_pose_estimator(tmp_path / "pose.engine", device="cpu", gpu=gpu)
+    pose(np.zeros((3, 40, 40, 3), np.uint8))
+    pose.close()
     try:  # the legacy path: TensorRT 10 only
         build_engine(small_exports()["visible"], tmp_path / "legacy.engine", BuildOptions(precision="fp16"), gpu=gpu)
     except TensorRTUnavailableError:

@@ -81,6 +81,9 @@ def test_changes_made_while_saving_are_kept(tmp_path):
     def adder():
         for i in range(150):
             added.extend(g.add(_rows(i, 1), identities=f"a{i}", modality="visible"))
+        deadline = time.monotonic() + 30   # on a loaded machine the other writer may not have run yet
+        while not other_ids and time.monotonic() < deadline:
+            time.sleep(0.01)
         stop.set()
 
     def other_writer():

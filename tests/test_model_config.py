@@ -37,6 +37,13 @@ def test_every_paper_row_is_a_config():
         assert rows[f"Table III: Fusion_{fusion}"].fusion == fusion
     assert rows["Table III: No fusion"].resolved_embedding == "concat"
     assert [rows[f"Fig. 6: p={p}"].num_parts for p in range(2, 10)] == list(range(2, 10))
+    sweep_1 = [rows[k] for k in rows if k.startswith("Fig. 7(a)")]
+    sweep_2 = [rows[k] for k in rows if k.startswith("Fig. 7(c)")]
+    assert [c.lambda_is for c in sweep_1] == [c.lambda_ip for c in sweep_2] == [i / 10 for i in range(11)]
+    assert {c.lambda_ip for c in sweep_1} == {0.5} and {c.lambda_is for c in sweep_2} == {0.6}
+    assert all(c.replace(lambda_is=0.6, lambda_ip=0.5) == preset("spot") for c in sweep_1 + sweep_2)
+    small = paper_table_configs(backbone="resnet18", lambda_is=0.3)   # the sweep's lambdas win over overrides
+    assert small["Fig. 7(c): lambda_2=0.2"].lambda_is == 0.6 and small["Fig. 7(c): lambda_2=0.2"].backbone == "resnet18"
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -53,6 +60,32 @@ def test_load_preset_with_overrides(tmp_path):
     assert c.num_parts == 4 and c.backbone == "resnet18"
 
 
+def test_fingerprints_of_existing_configurations_do_not_change():
+    # Values computed before injection_bn_init / transformer_norm / asr_pooling existed: exported
+    # models, engines and galleries record them, so the new fields at their defaults must not move them.
+    assert preset("spot").fingerprint() == "92bf2189106eb972"
+    assert preset("tpi-small", num_classes=12).fingerprint() == "0e49a01bac9d1e56"
+    changed = {preset("spot", injection_bn_init="zero").fingerprint(), preset("spot", transformer_norm="pre").fingerprint(),
+               preset("spot", asr_pooling="gem").fingerprint()}
+    assert len(changed) == 3 and "92bf2189106eb972" not in changed
+
+
+def test_new_fields_round_trip_and_old_dicts_load():
+    c = preset("spot-small", num_classes=5, injection_bn_init="zero", transformer_norm="pre", asr_pooling="gem")
+    assert SpotConfig.from_dict(c.to_dict()) == c
+    old = preset("spot").to_dict()
+    for name in ("injection_bn_init", "transformer_norm", "asr_pooling"):
+        del old[name]                                   # a checkpoint saved before the fields existed
+    assert SpotConfig.from_dict(old) == preset("spot")
+
+
+def test_embedding_dimensions():
+    assert preset("asr", embedding="base+is").embedding_dim == 4096
+    assert preset("tpi", embedding="base+ip").embedding_branches == ("base", "ip")
+    assert preset("asr-tpi").embedding_branches == ("is", "ip") and preset("spot").embedding_branches == ("if",)
+    assert preset("asr").embedding_branches == ("is",) and preset("baseline").embedding_dim == 2048
+
+
 def test_small_presets_exist():
     for name in preset_names():
         preset(name)
@@ -67,6 +100,10 @@ def test_small_presets_exist():
     (dict(use_asr=False), "needs use_asr"),
     (dict(transformer_heads=7), "transformer_heads"),
     (dict(embedding="xyz"), "embedding"),
+    (dict(injection_bn_init="half"), "injection_bn_init"),
+    (dict(transformer_norm="sandwich"), "transformer_norm"),
+    (dict(asr_pooling="max"), "asr_pooling"),
+    (dict(use_tpi=False, fusion="none", embedding="base+ip"), "base\\+ip. needs the branch"),
 ])
 def test_invalid_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=message):

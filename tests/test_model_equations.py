@@ -129,3 +129,127 @@ def test_gem_pooling_is_generalised_mean_and_fp16_safe():
     half = GlobalPool("gem", 3.0)(big.half())
     assert torch.isfinite(half).all()
     torch.testing.assert_close(half.double(), ref, rtol=1e-2, atol=0.5)
+
+
+# ---------------------------------------------------------------- options the paper leaves open
+
+def _tiny(preset_name: str, **fields):
+    from spot_edge.model import SPOT, preset
+
+    torch.manual_seed(3)
+    config = preset(preset_name, num_classes=4, preprocessing={"height": 64, "width": 32},
+                    relation_channels=(8, 8, 16, 16), asr_key_dim=8, transformer_ffn_dim=32, **fields)
+    return SPOT(config)
+
+
+def _batch(n=4):
+    torch.manual_seed(4)
+    return torch.randn(n, 3, 64, 32), torch.rand(n, 56, 16, 8), torch.tensor([0, 1] * (n // 2))
+
+
+def test_zero_initialised_injection_adds_nothing_at_first_and_still_learns():
+    from spot_edge.model.structure import StructureInjection
+
+    appearance, structure = torch.randn(4, 6, 5, 3), torch.randn(4, 3, 5, 3)
+    zero = StructureInjection(6, 3, "add", bn_init="zero").train()
+    assert torch.equal(zero(appearance, structure), appearance)          # exactly A at step 0
+    one = StructureInjection(6, 3, "add", bn_init="one").train()
+    injected = one(appearance, structure) - appearance
+    assert injected.std().item() == pytest.approx(1.0, abs=0.05)          # the unit-variance term of "one"
+
+    model = _tiny("structure-small", injection_bn_init="zero").train()
+    images, maps, modality = _batch()
+    out = model(images, maps, modality)
+    loss = out["logits"]["base"].logsumexp(1).mean() + out["features"]["base"].pow(2).mean()
+    loss.backward()
+    gamma = model.injection.project[1].weight
+    assert torch.count_nonzero(gamma) == 0 and gamma.grad.abs().sum() > 0  # the scale receives gradients
+    with torch.no_grad():
+        gamma -= 0.1 * gamma.grad
+    x = model.backbone.specific["visible"].layer2(model.backbone.specific["visible"].layer1(
+        model.backbone.specific["visible"].stem(images[:2])))
+    s = model.relation(maps[:2], (16, 8))[1]
+    assert not torch.equal(model.injection(x, s), x)                        # after one step it adds structure
+
+
+def test_zero_injection_init_needs_add_mode():
+    from spot_edge.model import ConfigError, preset
+
+    with pytest.raises(ConfigError, match="injection_bn_init 'zero' needs injection_mode 'add'"):
+        preset("structure", injection_bn_init="zero", injection_mode="concat")
+
+
+def _encoder_layer_reference(layer, x, pre):
+    """The two placements of the LayerNorms, written out (dropout off)."""
+    if pre:
+        x = x + layer.attn(layer.norm1(x))
+        return x + layer.ffn(layer.norm2(x))
+    x = layer.norm1(x + layer.attn(x))
+    return layer.norm2(x + layer.ffn(x))
+
+
+def test_pre_and_post_norm_transformers_compute_different_things_and_both_train():
+    from spot_edge.model.tpi import TransformerEncoderLayer, TransformerPartInteraction
+
+    torch.manual_seed(5)
+    post = TransformerEncoderLayer(16, 4, 32, dropout=0.0, norm="post").double()
+    pre = TransformerEncoderLayer(16, 4, 32, dropout=0.0, norm="pre").double()
+    pre.load_state_dict(post.state_dict())                                 # same weights
+    x = torch.randn(3, 5, 16, dtype=torch.float64) * 2 + 1
+    with torch.no_grad():
+        torch.testing.assert_close(post(x), _encoder_layer_reference(post, x, pre=False))
+        torch.testing.assert_close(pre(x), _encoder_layer_reference(pre, x, pre=True))
+        assert (post(x) - pre(x)).abs().max() > 0.1
+    assert isinstance(TransformerPartInteraction(16, 6, 5, 4, ffn_dim=32, norm="pre").encoder[-1], torch.nn.LayerNorm)
+    f_i, f_s = torch.randn(8, 16, 4, 3), torch.randn(8, 6, 4, 3)
+    target = torch.randn(8, 16)
+    for norm in ("post", "pre"):
+        torch.manual_seed(6)
+        tpi = TransformerPartInteraction(16, 6, 5, 4, ffn_dim=32, dropout=0.0, norm=norm)
+        opt = torch.optim.SGD(tpi.parameters(), lr=0.05)
+        losses = []
+        for _ in range(15):
+            loss = (tpi(f_i, f_s) - target).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.8 * losses[0], (norm, losses)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "gem"])
+def test_asr_feature_pooling(pooling):
+    from spot_edge.model.heads import GlobalPool
+
+    model = _tiny("asr-small", asr_pooling=pooling).eval()
+    images, maps, _ = _batch()
+    with torch.no_grad():
+        feature_map, structure = model.feature_maps(images, maps, "visible")
+        asr_map = model.asr(feature_map, structure)
+        got = model.extract_features(images, maps, "visible", training=False)["is"]
+    expected = asr_map.mean(dim=(-2, -1)) if pooling == "avg" else GlobalPool("gem", 3.0)(asr_map)
+    torch.testing.assert_close(got, expected)
+    if pooling == "gem":  # F_IS is signed: GeM differs from the mean
+        assert (got - asr_map.mean(dim=(-2, -1))).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("preset_name, embedding, branch", [("asr-small", "base+is", "is"),
+                                                            ("tpi-small", "base+ip", "ip")])
+def test_branch_plus_base_embedding(preset_name, embedding, branch):
+    from spot_edge.model import SPOT
+    from spot_edge.model.heads import l2_normalize
+
+    alone = _tiny(preset_name).eval()
+    both = SPOT(alone.config.replace(embedding=embedding)).eval()
+    both.load_state_dict(alone.state_dict())
+    images, maps, _ = _batch()
+    with torch.no_grad():
+        e = both(images, maps, "infrared")
+        features = both.extract_features(images, maps, "infrared", training=False)
+        expected = l2_normalize(torch.cat([both.heads["base"].bn(features["base"]),
+                                           both.heads[branch].bn(features[branch])], dim=1))
+        single = alone(images, maps, "infrared")
+    assert e.shape == (4, 2 * alone.config.feature_dim) == (4, both.embedding_dim)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(e, expected)
+    assert single.shape == (4, alone.config.feature_dim)

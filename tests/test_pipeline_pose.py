@@ -148,7 +148,7 @@ def test_pipeline_with_onnx_runtime_pose_finds_the_same_people_as_with_pytorch(t
     from spot_edge.pipeline import CameraInput, Pipeline, PipelineConfig, open_source
     from spot_edge.pipeline.events import read_events
     from spot_edge.pose.estimators import create_pose_estimator
-    from spot_edge.pose.onnx_export import export_pose_onnx
+    from spot_edge.engines.pose_onnx_export import export_pose_onnx
 
     model = scaled_random_network()
     graph = export_pose_onnx(model, tmp_path / "pose.onnx", sample_hw=(32, 48))

@@ -3,6 +3,7 @@ metadata and load-time checks (small generated networks, small frames)."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -21,7 +22,7 @@ from spot_edge.pose.estimators import (
 )
 from pose_networks import LOOSE, ONE_STAGE, scaled_random_network
 from spot_edge.pose.network import PoseNetConfig, RandomWeightsWarning
-from spot_edge.pose.onnx_export import PoseGraphError, export_pose_onnx, read_pose_onnx_info
+from spot_edge.engines.pose_onnx_export import PoseGraphError, export_pose_onnx, read_pose_onnx_info
 from spot_edge.pose.weights import pose_weights_fingerprint, save_pose_weights
 
 
@@ -134,12 +135,13 @@ def test_bad_sources_and_backends(source, backend, error, match):
         resolve_pose_backend(source, backend)
 
 
-def test_missing_files_and_the_tensorrt_seam(tmp_path):
+def test_missing_files_and_an_engine_without_tensorrt(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not found"):
         create_pose_estimator(tmp_path / "missing.pth")
     engine = tmp_path / "pose.engine"
     engine.write_bytes(b"")
-    with pytest.raises(BackendUnavailableError, match="not supported yet"):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)   # as on a machine without TensorRT
+    with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
         create_pose_estimator(engine)
 
 

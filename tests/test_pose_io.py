@@ -160,7 +160,7 @@ def test_crop_edge_cases(scene, rng):
 
 def test_onnx_export_dynamic_shapes_and_parity(tmp_path):
     pytest.importorskip("onnxruntime")
-    from spot_edge.pose.onnx_export import check_onnx_parity, export_pose_onnx, onnxruntime_session
+    from spot_edge.engines.pose_onnx_export import check_onnx_parity, export_pose_onnx, onnxruntime_session
 
     model = OpenPoseBody(PoseNetConfig(name="test_2stage", num_stages=2)).eval()
     with pytest.warns(RandomWeightsWarning):

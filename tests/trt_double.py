@@ -13,6 +13,8 @@ the enum values equal the headers'):
 - ``Builder.build_serialized_network`` returns an ``IHostMemory`` (buffer protocol, ``dtype``,
   ``nbytes``) or None; ``Runtime.deserialize_cuda_engine`` returns None for a plan of another version;
 - shapes come back as ``Dims`` (``len``, indexing with ``IndexError``, equality with tuples);
+  ``IExecutionContext.get_tensor_shape`` of an output with dynamic spatial dimensions (the pose
+  network) is its inferred shape once every input shape is set;
 - 10.3: ``NetworkDefinitionCreationFlag`` EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1; ``BuilderFlag.FP16``
   / ``INT8`` and ``Builder.platform_has_fast_fp16`` exist; a strongly typed network refuses
   precision flags (the build fails). 11.1: STRONGLY_TYPED = 0 (ignored: always strongly typed),
@@ -49,6 +51,7 @@ NETWORK_FLAGS = {"10.3": {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1},
                  "11.1": {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}}
 DATA_TYPES = {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5}
 _sessions: dict[str, object] = {}  # ONNX Runtime sessions by graph hash (tests build many engines)
+_shapes: dict[tuple, list[int]] = {}  # inferred output shapes by (graph hash, output, input shapes)
 
 
 class State:
@@ -421,7 +424,10 @@ def _namespace(state: State, version: str) -> dict:  # noqa: C901 - one closure 
                 return Dims(self._shapes[name])
             batch = next(iter(self._shapes.values()))[0] if self._shapes else -1
             dims = dict(self._engine._header["outputs"])[name]
-            return Dims([batch, *dims[1:]])
+            inputs = self._engine._header["inputs"]
+            if -1 in dims[1:] and all(n in self._shapes for n in inputs):  # dynamic height/width: as
+                return Dims(_output_shape(self._engine._onnx, name, {n: self._shapes[n] for n in inputs}))
+            return Dims([batch, *dims[1:]])  # TensorRT, once every input shape is set; -1 before
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             inputs = self._engine._header["inputs"]
@@ -460,6 +466,29 @@ def _asymmetric_quantization(graph) -> list[str]:
             if zp is not None and (zp.data_type == onnx.TensorProto.UINT8 or numpy_helper.to_array(zp).any()):
                 errors.append(f"{node.name}: TensorRT supports only symmetric quantization (zero point 0)")
     return errors
+
+
+def _output_shape(onnx_bytes: bytes, name: str, input_shapes: dict) -> list[int]:
+    """The shape of output ``name`` for concrete input shapes (ONNX shape inference)."""
+    import hashlib
+
+    import onnx
+
+    key = (hashlib.sha1(onnx_bytes).hexdigest(), name, tuple(sorted((k, tuple(v)) for k, v in input_shapes.items())))
+    if key not in _shapes:
+        model = onnx.ModelProto.FromString(onnx_bytes)
+        for value in model.graph.input:
+            if value.name in input_shapes:
+                for dim, size in zip(value.type.tensor_type.shape.dim, input_shapes[value.name]):
+                    dim.Clear()
+                    dim.dim_value = int(size)
+        del model.graph.value_info[:]
+        for value in model.graph.output:
+            value.type.tensor_type.ClearField("shape")
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        (out,) = [o for o in inferred.graph.output if o.name == name]
+        _shapes[key] = [d.dim_value if d.HasField("dim_value") else -1 for d in out.type.tensor_type.shape.dim]
+    return _shapes[key]
 
 
 def _session(onnx_bytes: bytes):

@@ -13,9 +13,12 @@
 - :mod:`.loop`           the training loop: resume / one epoch / save (``Trainer``)
 - :mod:`.train_state`    the training state for an exact resume, without pickle
 - :mod:`.run_context`    rank, world size, device; RNG seeding and states
-- :mod:`.optimizer`      SGD with two parameter groups, warm-up and step decays
+- :mod:`.optimizer`      SGD with parameter groups (backbone, new modules, heads), warm-up, step
+                         decays, gradient clipping
 - :mod:`.progress`       the progress bar
-- :mod:`.evaluation`     SYSU all/indoor x 10 trials, RegDB both directions x 10 splits
+- :mod:`.evaluation`     SYSU all/indoor x 10 trials, RegDB both directions x 10 splits, and the
+                         same code on a validation split of training identities
+- :mod:`.selection`      best epoch on the validation split (``run.select: best-val``)
 - :mod:`.run_log`        metrics.jsonl and the loss/accuracy plot
 
 Submodules are imported on use (torch is not loaded by ``import spot_edge.training``).

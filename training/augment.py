@@ -8,7 +8,7 @@
   translated by the same amount in image units (``tx * w / W`` map pixels, bilinear, zero
   fill), which is exact under the render convention of ``spot_edge.pose.render``;
 - random erasing (image only, after normalisation): a random rectangle gets random normal
-  values.
+  values (``fill="noise"``) or the normalisation's mean colour, 0 (``fill="mean"``).
 
 All randomness comes from the ``numpy.random.Generator`` passed in, so a batch is a pure
 function of its seed.
@@ -22,7 +22,7 @@ import numpy as np
 
 from spot_edge.pose.skeleton import flip_pose_maps
 
-__all__ = ["flip_pair", "translate_image", "translate_maps", "pad_crop_pair", "random_erase"]
+__all__ = ["flip_pair", "translate_image", "translate_maps", "pad_crop_pair", "random_erase", "ERASING_FILLS"]
 
 
 def flip_pair(image: np.ndarray, maps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -90,9 +90,16 @@ def pad_crop_pair(image: np.ndarray, maps: np.ndarray | None, pad: int, rng: np.
     return translate_image(image, tx, ty), out_maps
 
 
+ERASING_FILLS = ("noise", "mean")
+
+
 def random_erase(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.4),
-                 aspect: tuple[float, float] = (0.3, 3.3), attempts: int = 10) -> np.ndarray:
-    """Erase one rectangle of a normalised ``(3, H, W)`` float image in place with N(0, 1) values."""
+                 aspect: tuple[float, float] = (0.3, 3.3), attempts: int = 10, fill: str = "noise") -> np.ndarray:
+    """Erase one rectangle of a normalised ``(3, H, W)`` float image in place: with N(0, 1) values
+    (``fill="noise"``) or with 0, the mean colour in normalised units (``fill="mean"``). The
+    random draws (rectangle and noise) are the same for both fills up to the fill values."""
+    if fill not in ERASING_FILLS:
+        raise ValueError(f"unknown erasing fill {fill!r}; use 'noise' or 'mean'")
     _, h, w = image.shape
     for _ in range(attempts):
         target = rng.uniform(*area) * h * w
@@ -100,6 +107,7 @@ def random_erase(image: np.ndarray, rng: np.random.Generator, area: tuple[float,
         eh, ew = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
         if 0 < eh < h and 0 < ew < w:
             y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
-            image[:, y:y + eh, x:x + ew] = rng.standard_normal((image.shape[0], eh, ew)).astype(image.dtype)
+            noise = rng.standard_normal((image.shape[0], eh, ew)).astype(image.dtype)
+            image[:, y:y + eh, x:x + ew] = noise if fill == "noise" else 0.0
             break
     return image

@@ -32,7 +32,7 @@ from spot_edge.paths import user_path
 
 __all__ = [
     "DataConfig", "SamplerConfig", "AugmentConfig", "LossConfig", "OptimConfig", "RunConfig",
-    "TrainConfig", "TrainConfigError", "load_train_config", "apply_overrides", "PATH_KEYS",
+    "TrainConfig", "TrainConfigError", "load_train_config", "apply_overrides", "PATH_KEYS", "NEW_MODULES",
 ]
 
 
@@ -56,6 +56,12 @@ class DataConfig:
         heatmap_dtype: "uint8" or "float16".
         preload: decode and resize all training images into memory once.
         workers: DataLoader worker processes (0: load in the training process).
+        val_ids: training identities held out as a validation split (0: none). They are
+            drawn from the training identities (train + val lists for SYSU-MM01, the split's
+            training list for RegDB) with ``val_seed``, never trained on, and evaluated with
+            the test protocol's own code (``run.select``). The test identities are never used.
+        val_seed: seed of the draw of the validation identities (independent of ``run.seed``,
+            so runs of several seeds share one validation split).
     """
 
     dataset: str = "sysu"
@@ -67,6 +73,8 @@ class DataConfig:
     heatmap_dtype: str = "uint8"
     preload: bool = True
     workers: int = 0
+    val_ids: int = 0
+    val_seed: int = 0
 
 
 @dataclass
@@ -89,14 +97,20 @@ class AugmentConfig:
         flip: probability of a horizontal flip (maps flipped with ``flip_pose_maps``).
         pad: zero padding in input pixels before the random crop back to the input size
             (10 at 288x144 in the community code base).
-        erasing: probability of random erasing (image only; erased pixels get random values).
+        erasing: probability of random erasing (image only).
         erasing_area: min / max fraction of the image area erased.
+        erasing_fill: what the erased rectangle holds: ``"noise"`` (random N(0, 1) values in
+            normalised units, i.e. random colours) or ``"mean"`` (the mean colour of the
+            normalisation, 0 after normalisation: Zhong et al.'s mean fill. The ReID strong
+            baseline writes the ImageNet mean into the *normalised* image, about 0.45
+            instead of 0; this is the fill it intends).
     """
 
     flip: float = 0.5
     pad: int = 10
     erasing: float = 0.5
     erasing_area: list[float] = field(default_factory=lambda: [0.02, 0.4])
+    erasing_fill: str = "noise"
 
 
 @dataclass
@@ -116,13 +130,36 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with warm-up and step decays (per epoch)."""
+    """SGD with warm-up and step decays (per epoch), three parameter groups, optional clipping.
+
+    Attributes:
+        lr: base learning rate: the rate of the BN necks and identity classifiers (and of
+            every module not named below).
+        momentum, nesterov, weight_decay: of SGD.
+        backbone_lr_factor: lr multiplier of the ResNet backbone (both modality paths and the
+            shared layer3/layer4); 0.1 with ImageNet initialisation (AGW, DDAG).
+        new_module_lr_factor: lr multiplier of the modules named in ``new_modules`` (added to
+            the network and trained from scratch). 1.0: full lr, as the BN necks. 0.1 with
+            ``backbone_lr_factor`` 0.1: the AGW grouping, where every block but the BN neck and
+            the classifier (its non-local blocks included) trains at 0.1 x lr.
+        new_modules: which modules ``new_module_lr_factor`` applies to, among ``relation`` (the
+            relation network N_r), ``injection`` (structure injection), ``asr``, ``tpi`` and
+            ``fusion``; modules a configuration does not build are ignored.
+        warmup_epochs, milestones, gamma, epochs: linear warm-up, then decays by ``gamma``
+            at each milestone epoch.
+        grad_clip: gradient clipping: the largest L2 norm of all gradients together
+            (``torch.nn.utils.clip_grad_norm_``) before each step; larger gradients are scaled
+            down to it. None: no clipping. The norm before clipping is logged as
+            ``grad_norm`` either way.
+    """
 
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     backbone_lr_factor: float = 0.1
+    new_module_lr_factor: float = 1.0
+    new_modules: list[str] = field(default_factory=lambda: ["relation", "injection", "asr", "tpi", "fusion"])
     warmup_epochs: int = 10
     milestones: list[int] = field(default_factory=lambda: [20, 50])
     gamma: float = 0.1
@@ -139,8 +176,17 @@ class RunConfig:
         seed: master seed (sampler, augmentation, initialisation).
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:1".
         imagenet_weights: local torchvision ResNet weights for the backbone (None: random init).
-        eval_every: evaluate on the test protocol every n epochs (0: only at the end).
-        eval_trials: SYSU trials used by the periodic evaluation (10 at the end).
+        eval_every: evaluate every n epochs (0: only at the end): on the validation split
+            when there is one (``data.val_ids``), else on the test protocol (then a progress
+            curve only, never a selection).
+        eval_trials: SYSU gallery trials of the periodic evaluation (the final test: 10).
+        select: which weights the final test evaluates. ``"final"``: the last epoch's (the
+            default; no choice is made on any score). ``"best-val"``: the epoch with the best
+            ``select_metric`` on the validation split (``data.val_ids`` held-out training
+            identities, evaluated every ``eval_every`` epochs and after the last); the test
+            split is evaluated once, at the end, on those weights (``best.safetensors``).
+        select_metric: ``"mAP"``, ``"R-1"`` or ``"mINP"`` on the validation split (ties keep
+            the earlier epoch).
         log_every: steps between progress updates of the metrics log (0: none).
         threads: torch CPU threads (0: leave torch's default).
         amp: bfloat16 autocast on CUDA.
@@ -152,6 +198,8 @@ class RunConfig:
     imagenet_weights: str | None = None
     eval_every: int = 0
     eval_trials: int = 10
+    select: str = "final"
+    select_metric: str = "mAP"
     log_every: int = 10
     threads: int = 0
     amp: bool = False
@@ -183,6 +231,8 @@ def _within(lo: float, hi: float, hi_open: bool = False) -> tuple[Callable[[Any]
 RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("data", "regdb_split"): _within(1, 10),
     ("data", "workers"): _at_least(0),
+    ("data", "val_ids"): _at_least(0),
+    ("data", "val_seed"): _at_least(0),
     ("sampler", "num_ids"): _at_least(2),  # the triplet loss needs negatives in every batch
     ("sampler", "num_instances"): _at_least(1),
     ("sampler", "batches_per_epoch"): _at_least(1),
@@ -196,6 +246,7 @@ RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("optim", "momentum"): _within(0, 1, hi_open=True),
     ("optim", "weight_decay"): _at_least(0),
     ("optim", "backbone_lr_factor"): _at_least(0),
+    ("optim", "new_module_lr_factor"): _at_least(0),
     ("optim", "warmup_epochs"): _at_least(0),
     ("optim", "gamma"): _positive(),
     ("optim", "epochs"): _at_least(1),
@@ -211,7 +262,13 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "dataset"): ("sysu", "regdb"),
     ("data", "heatmap_source"): ("keypoints", "cache", "none"),
     ("data", "heatmap_dtype"): ("uint8", "float16"),
+    ("augment", "erasing_fill"): ("noise", "mean"),
+    ("run", "select"): ("final", "best-val"),
+    ("run", "select_metric"): ("mAP", "R-1", "mINP"),
 }
+
+#: Modules ``optim.new_modules`` may name (attributes of ``spot_edge.model.SPOT``).
+NEW_MODULES = ("relation", "injection", "asr", "tpi", "fusion")
 
 
 def _value_problems(section: str, values: dict[str, Any]) -> list[str]:
@@ -275,6 +332,17 @@ class TrainConfig:
             errors.append(f"optim.milestones must be increasing epochs >= 0, got {o.milestones}")
         if o.nesterov and not o.momentum > 0:
             errors.append("optim.nesterov needs optim.momentum > 0 (set optim.nesterov=false)")
+        unknown_modules = [m for m in o.new_modules if m not in NEW_MODULES]
+        if unknown_modules or len(set(o.new_modules)) != len(o.new_modules):
+            errors.append(f"optim.new_modules must name distinct modules among {', '.join(NEW_MODULES)}, "
+                          f"got {o.new_modules}")
+        r = self.run
+        if r.select == "best-val":
+            if d.val_ids < 2:
+                errors.append(f"run.select 'best-val' needs a validation split: data.val_ids >= 2, got {d.val_ids}")
+            if r.eval_every < 1:
+                errors.append("run.select 'best-val' needs run.eval_every >= 1 (how often the validation "
+                              "split is evaluated)")
         errors += _model_problems(self.model)
         if errors:
             raise TrainConfigError("invalid training config: " + "; ".join(errors))

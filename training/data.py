@@ -97,7 +97,7 @@ class TrainBatches(torch.utils.data.Dataset):
             lo, hi = self.augment.erasing_area
             for n in range(len(x)):
                 if rng.random() < self.augment.erasing:
-                    random_erase(x[n], rng, (lo, hi))
+                    random_erase(x[n], rng, (lo, hi), fill=self.augment.erasing_fill)
         k = len(batch.labels)
         out = {
             "images": torch.from_numpy(x),

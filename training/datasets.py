@@ -33,7 +33,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -54,6 +54,7 @@ __all__ = [
     "regdb_list",
     "regdb_train",
     "regdb_test",
+    "hold_out_identities",
 ]
 
 SYSU_VISIBLE_CAMERAS = (1, 2, 4, 5)
@@ -94,6 +95,34 @@ class TrainSet:
     @property
     def num_classes(self) -> int:
         return len(self.label_to_id)
+
+
+def _subset(images: ImageList, keep: np.ndarray, remap: np.ndarray) -> ImageList:
+    rows = np.flatnonzero(keep[images.pids])
+    return ImageList([images.paths[i] for i in rows], remap[images.pids[rows]], images.cams[rows])
+
+
+def hold_out_identities(train: TrainSet, count: int, seed: int = 0) -> tuple[TrainSet, TrainSet]:
+    """Split a training set by identity: ``(trained, held_out)``.
+
+    ``count`` identities are drawn with ``numpy.random.default_rng(seed)`` (without
+    replacement, from the sorted labels); neither part shares an identity with the other, and
+    each is relabelled 0..N-1 in the order of its original identities (``label_to_id``).
+    At least two identities must remain to train on.
+    """
+    total = train.num_classes
+    if not 0 < count <= total - 2:
+        raise ValueError(f"cannot hold out {count} of {total} training identities as a validation split "
+                         f"(1..{max(total - 2, 0)} possible: at least 2 must remain to train on)")
+    chosen = np.zeros(total, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(total, size=count, replace=False)] = True
+    parts = []
+    for keep in (~chosen, chosen):
+        remap = np.full(total, -1, dtype=np.int64)
+        remap[keep] = np.arange(int(keep.sum()))
+        ids = tuple(train.label_to_id[label] for label in np.flatnonzero(keep))
+        parts.append(TrainSet(_subset(train.visible, keep, remap), _subset(train.infrared, keep, remap), ids))
+    return parts[0], parts[1]
 
 
 # --------------------------------------------------------------------------- SYSU-MM01
@@ -170,11 +199,12 @@ def _to_list(paths: list[str], pids: list[int], cams: list[int]) -> ImageList:
     return ImageList(list(paths), np.asarray(pids, dtype=np.int64), np.asarray(cams, dtype=np.int64))
 
 
-def sysu_query(root: str | os.PathLike, mode: str = "all") -> ImageList:
+def sysu_query(root: str | os.PathLike, mode: str = "all", ids: Sequence[int] | None = None) -> ImageList:
     """SYSU-MM01 query set: all infrared images of the test ids.
 
     Order: sorted ids, then cameras [3, 6], then sorted file names. ``mode`` ("all" or
-    "indoor") is validated but does not change the query set.
+    "indoor") is validated but does not change the query set. ``ids``: other identities than
+    the test list's (a validation split of training identities), same rules.
 
     Returns:
         ``(paths, pids, cams)``.
@@ -183,7 +213,7 @@ def sysu_query(root: str | os.PathLike, mode: str = "all") -> ImageList:
     _check_mode(mode)
     _require_cameras(root, SYSU_INFRARED_CAMERAS)
     paths, pids, cams = [], [], []
-    for pid in sorted(read_sysu_ids(root, "test")):
+    for pid in sorted(read_sysu_ids(root, "test") if ids is None else ids):
         for cam in SYSU_INFRARED_CAMERAS:
             folder = _id_folder(root, cam, pid)
             if os.path.isdir(folder):
@@ -196,14 +226,16 @@ def sysu_query(root: str | os.PathLike, mode: str = "all") -> ImageList:
     return _to_list(paths, pids, cams)
 
 
-def sysu_gallery(root: str | os.PathLike, mode: str = "all", trial: int = 0) -> ImageList:
+def sysu_gallery(root: str | os.PathLike, mode: str = "all", trial: int = 0,
+                 ids: Sequence[int] | None = None) -> ImageList:
     """SYSU-MM01 single-shot visible gallery of one trial.
 
     ``random.seed(trial)``; then for each sorted test id, for each camera of the mode
     ([1, 2, 4, 5] for "all", [1, 2] for "indoor") whose ``cam<c>/<id>`` folder exists,
     one ``random.choice`` over the sorted image names. A folder without images is skipped
     (``random.choice`` on it would consume no random numbers either). Python's global
-    ``random`` state is saved and restored around the draw.
+    ``random`` state is saved and restored around the draw. ``ids``: other identities than the
+    test list's (a validation split of training identities), same rules.
 
     Returns:
         ``(paths, pids, cams)``.
@@ -211,7 +243,7 @@ def sysu_gallery(root: str | os.PathLike, mode: str = "all", trial: int = 0) -> 
     root = _check_root(root)
     cameras = _check_mode(mode)
     _require_cameras(root, cameras)
-    ids = sorted(read_sysu_ids(root, "test"))
+    ids = sorted(read_sysu_ids(root, "test") if ids is None else ids)
     saved_state = random.getstate()
     try:
         random.seed(trial)

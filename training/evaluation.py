@@ -34,6 +34,7 @@ __all__ = [
     "checkpoint_embedder",
     "evaluate_sysu",
     "evaluate_regdb",
+    "evaluate_held_out",
     "format_table",
     "save_results",
     "REGDB_DIRECTIONS",
@@ -150,18 +151,21 @@ def _summarise(per_trial: list[dict[str, Any]], max_rank: int) -> dict[str, Any]
 
 
 def evaluate_sysu(embed: EmbedFn, root: str | os.PathLike, mode: str = "all", trials: Iterable[int] = range(10),
-                  max_rank: int = 20) -> dict[str, Any]:
+                  max_rank: int = 20, ids: Sequence[int] | None = None) -> dict[str, Any]:
     """SYSU-MM01 infrared-to-visible single-shot evaluation, mean over ``trials``.
 
     Query features are computed once; each trial draws its gallery with ``random.seed(t)``.
     An incomplete test set is refused before anything is embedded (:func:`check_sysu_test_set`).
+    ``ids``: evaluate these identities instead of the test list (a validation split of
+    training identities, whose images :func:`~spot_edge.training.datasets.sysu_train` checked).
     """
     trials = list(trials)
     if not trials:
         raise ValueError("no trials to evaluate")
-    check_sysu_test_set(root)
-    query = sysu_query(root, mode)
-    galleries = [sysu_gallery(root, mode, t) for t in trials]
+    if ids is None:
+        check_sysu_test_set(root)
+    query = sysu_query(root, mode, ids=ids)
+    galleries = [sysu_gallery(root, mode, t, ids=ids) for t in trials]
     q_feat = embed(query.paths, "infrared")
     per_trial = []
     for t, gallery in zip(trials, galleries):
@@ -203,6 +207,23 @@ def evaluate_regdb(embed_for_split: Callable[[int], EmbedFn], root: str | os.Pat
     for direction, rows in per_direction.items():
         out[direction] = _summarise(rows, max_rank)
         out[direction].update({"dataset": "regdb", "direction": direction, "splits": splits})
+    return out
+
+
+def evaluate_held_out(embed: EmbedFn, held_out, dataset: str, root: str | os.PathLike,
+                      trials: Iterable[int] = range(1), max_rank: int = 20) -> dict[str, Any]:
+    """The test protocol's code on a validation split of training identities (``held_out``, a
+    :class:`~spot_edge.training.datasets.TrainSet`): SYSU-MM01 all-search over ``trials``
+    galleries of those identities; RegDB: their thermal images searched among their visible
+    images (RegDB rules). Never reads the test split."""
+    if dataset == "sysu":
+        out = evaluate_sysu(embed, root, "all", trials, max_rank, ids=list(held_out.label_to_id))
+        out["split"] = "validation"
+        return out
+    query, gallery = held_out.infrared, held_out.visible
+    dist = cosine_distance(embed(query.paths, "infrared"), embed(gallery.paths, "visible"))
+    out = _summarise([evaluate(dist, query.pids, gallery.pids, protocol="regdb", max_rank=max_rank)], max_rank)
+    out.update({"dataset": "regdb", "direction": "thermal-to-visible", "split": "validation"})
     return out
 
 

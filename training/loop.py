@@ -6,16 +6,20 @@
 1. data: SYSU-MM01 layout (also the synthetic set) or RegDB split; pose-map cache (built
    from ground-truth keypoints when ``data.heatmap_source == "keypoints"``);
 2. model: ``spot_edge.model.SPOT`` from a preset plus overrides, ``num_classes`` from the data;
-3. optimisation: SGD (momentum, Nesterov, weight decay) with two parameter groups (the
-   ResNet backbone at ``backbone_lr_factor`` x lr, everything new at lr), linear warm-up then
-   step decays per epoch (:class:`~spot_edge.training.optimizer.WarmupStepSchedule`);
+3. optimisation: SGD (momentum, Nesterov, weight decay) with parameter groups (the ResNet
+   backbone at ``backbone_lr_factor`` x lr, the modules of ``new_modules`` at
+   ``new_module_lr_factor`` x lr, the rest at lr), linear warm-up then step decays per epoch
+   (:class:`~spot_edge.training.optimizer.WarmupStepSchedule`), optional gradient clipping
+   (``grad_clip``; the norm before clipping is logged as ``grad_norm``);
 4. :meth:`Trainer.resume`: an interrupted run continues from the last finished epoch and
    bit for bit as if it had not stopped (every epoch reseeds its RNGs from ``(seed, epoch, rank)``);
 5. :meth:`Trainer.run_epoch` then :meth:`Trainer.save`: the training state
    ``checkpoints/train-state.safetensors`` (no pickle, :mod:`~spot_edge.training.train_state`)
    and ``model.safetensors`` written atomically, a line in ``metrics.jsonl`` and ``metrics.png``;
 6. at the end: the test protocol of the dataset (SYSU all + indoor, or the RegDB split in both
-   directions), a table on stdout and ``results.json``.
+   directions), a table on stdout and ``results.json``: on the final epoch's weights
+   (``run.select: final``) or on the best epoch on a validation split of training identities
+   (``run.select: best-val``, :mod:`~spot_edge.training.selection`; ``selection.json`` says which).
 
 Multi-GPU / multi-node: launch with ``torchrun``; each rank takes every ``world_size``-th batch
 of the shared epoch plan, gradients are averaged by DistributedDataParallel (NCCL on CUDA,
@@ -35,15 +39,16 @@ import torch
 
 from spot_edge.training.config import TrainConfig
 from spot_edge.training.data import ImageStore, TrainBatches
-from spot_edge.training.datasets import TrainSet, regdb_train, sysu_train
+from spot_edge.training.datasets import TrainSet, hold_out_identities, regdb_train, sysu_train
 from spot_edge.training.heatmap_cache import HeatmapCache, HeatmapCacheError, build_heatmap_cache, keypoint_source
 from spot_edge.training.losses import SpotLoss
-from spot_edge.training.optimizer import WarmupStepSchedule, make_optimizer
+from spot_edge.training.optimizer import WarmupStepSchedule, clip_gradients, make_optimizer
 from spot_edge.training.progress import Progress
 from spot_edge.training.run_context import (RunContext, barrier, rng_state, seed_everything, set_rng_state,
                                             setup_context)
 from spot_edge.training.run_log import MetricsLog, plot_metrics
 from spot_edge.training.sampler import IdentitySampler
+from spot_edge.training.selection import BestOnValidation
 from spot_edge.training.train_state import (TRAIN_STATE, TrainStateError, load_train_state, refuse_legacy_state,
                                             save_train_state, train_state_epoch)
 
@@ -133,9 +138,13 @@ class Trainer:
         self.config, self.ctx, self.say = config, ctx, say
         self.out_dir = Path(config.run.out_dir)
         self.state_path = self.out_dir / TRAIN_STATE
-        self.train_set = load_train_set(config)
+        full_set = load_train_set(config)
+        self.held_out: TrainSet | None = None  # the validation split (data.val_ids), never trained on
+        self.train_set = full_set
+        if config.data.val_ids:
+            self.train_set, self.held_out = hold_out_identities(full_set, config.data.val_ids, config.data.val_seed)
         self.spot_config = build_spot_config(config.model, self.train_set.num_classes)
-        required = self.train_set.visible.paths + self.train_set.infrared.paths
+        required = full_set.visible.paths + full_set.infrared.paths
         self.cache = prepare_heatmaps(config, self.spot_config, required, ctx, say)
         spec = self.spot_config.preprocessing
         self.visible = ImageStore(self.train_set.visible.paths, spec, preload=config.data.preload)
@@ -151,6 +160,7 @@ class Trainer:
         self.criterion = SpotLoss(self.spot_config.loss_weights, config.loss.triplet_margin,
                                   config.loss.triplet_weight, config.loss.label_smoothing)
         self.log = MetricsLog(self.out_dir / "metrics.jsonl")
+        self.selection = BestOnValidation(config.run.select_metric) if config.run.select == "best-val" else None
         self.start_epoch, self.history = 0, []
         self.net: torch.nn.Module = self.model
 
@@ -191,6 +201,8 @@ class Trainer:
             rngs = state["rng"]
             set_rng_state(rngs[min(self.ctx.rank, len(rngs) - 1)] if isinstance(rngs, list) else rngs)
             self.start_epoch, self.history = int(state["epoch"]), list(state["history"])
+            if self.selection is not None:
+                self.selection.load_state_dict(state["selection"])
         except (KeyError, TypeError, IndexError, RuntimeError) as exc:
             raise TrainStateError(f"cannot resume from {path}: it does not fit this run ({exc}); "
                                   "train with --no-resume or another run.out_dir") from None
@@ -250,8 +262,7 @@ class Trainer:
                                      "lower optim.lr or enable optim.grad_clip")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        parts["grad_norm"] = clip_gradients(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         return parts
 
@@ -274,6 +285,7 @@ class Trainer:
             "epoch": epoch + 1, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "sampler": self.sampler.state_dict(), "rng": rngs,
             "history": self.history, "spot_config": self.spot_config.to_dict(), "train_config": self.config.to_dict(),
+            **({"selection": self.selection.state_dict()} if self.selection is not None else {}),
         })
         save_checkpoint(self.model, self.out_dir / MODEL_FILE,
                         extra={"epoch": epoch + 1, "dataset": self.config.data.dataset})
@@ -284,6 +296,37 @@ class Trainer:
                  f"({record['images_per_s']:.0f} img/s)")
 
     # ------------------------------------------------------------------ evaluation
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """The validation split after ``epoch`` (rank 0): logged; with ``select: best-val`` a new
+        best epoch's weights are written to ``best.safetensors``. Call before :meth:`save`, so
+        the choice is part of the epoch's training state."""
+        from spot_edge.model import save_checkpoint
+        from spot_edge.training.evaluation import ModelEmbedder, evaluate_held_out
+
+        assert self.held_out is not None
+        trials = range(self.config.run.eval_trials)
+        results = evaluate_held_out(ModelEmbedder(self.model, self.cache), self.held_out, self.config.data.dataset,
+                                    self.config.data.root, trials)
+        self.log.write({"kind": "val", "epoch": epoch, **{k: results[k] for k in _SUMMARY_KEYS}})
+        if self.selection is not None and self.selection.consider(epoch, results):
+            save_checkpoint(self.model, self.selection.path(self.out_dir),
+                            extra={"epoch": epoch + 1, "dataset": self.config.data.dataset,
+                                   "selected_by": f"validation {self.selection.metric}"})
+        self.say(f"validation after epoch {epoch + 1}: " + "  ".join(f"{k} {100 * results[k]:.2f}"
+                                                                     for k in _SUMMARY_KEYS))
+        return results
+
+    def load_selected(self) -> dict[str, Any] | None:
+        """Put the selected weights in the model (``select: best-val``); the choice's record."""
+        if self.selection is None:
+            return None
+        from spot_edge.model import load_checkpoint
+
+        if self.selection.epoch is None:
+            raise RuntimeError("no epoch could be selected: every validation result was NaN")
+        load_checkpoint(self.selection.path(self.out_dir), self.model)
+        return self.selection.record()
+
     def evaluate(self, epoch: int, trials: int) -> dict[str, Any]:
         """The test protocol after ``epoch`` (rank 0): logged, plotted, printed."""
         from spot_edge.training.evaluation import format_table
@@ -326,15 +369,25 @@ def train(config: TrainConfig, resume: bool = True, max_epochs: int | None = Non
         eval_every = config.run.eval_every
         with progress:
             for epoch in range(trainer.start_epoch, stop):
-                trainer.save(epoch, trainer.run_epoch(epoch, progress))
-                if ctx.is_main and eval_every and (epoch + 1) % eval_every == 0 and epoch + 1 < total:
+                record = trainer.run_epoch(epoch, progress)
+                due = bool(eval_every) and (epoch + 1) % eval_every == 0
+                if ctx.is_main and trainer.held_out is not None and (due or epoch + 1 == total):
+                    trainer.validate(epoch)  # before save: the choice belongs to the epoch's state
+                trainer.save(epoch, record)
+                if ctx.is_main and trainer.held_out is None and due and epoch + 1 < total:
                     trainer.evaluate(epoch, config.run.eval_trials)
                 barrier(ctx)
         summary: dict[str, Any] = {"epochs_done": stop, "history": trainer.history, "out_dir": str(trainer.out_dir)}
         if stop >= total and evaluate_at_end and ctx.is_main:
             from spot_edge.training.evaluation import save_results
 
-            results = trainer.evaluate(stop - 1, trials=10)
+            selection = trainer.load_selected()
+            if selection is not None:
+                save_results(selection, trainer.out_dir / "selection.json")
+                trainer.log.write({"kind": "selection", **selection})
+                summary["selection"] = selection
+                trainer.say(f"test evaluation of the epoch chosen on the validation split: {selection['epoch'] + 1}")
+            results = trainer.evaluate(stop - 1 if selection is None else selection["epoch"], trials=10)
             save_results(results, trainer.out_dir / "results.json")
             summary["results"] = results
         barrier(ctx)

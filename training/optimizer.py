@@ -1,4 +1,5 @@
-"""The optimiser of the recipe: SGD with two parameter groups, linear warm-up and step decays."""
+"""The optimiser of the recipe: SGD with three parameter groups, linear warm-up, step decays and
+optional gradient clipping."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["WarmupStepSchedule", "make_optimizer"]
+__all__ = ["WarmupStepSchedule", "make_optimizer", "parameter_groups", "clip_gradients"]
 
 
 class WarmupStepSchedule:
@@ -44,12 +45,48 @@ class WarmupStepSchedule:
         self.set_epoch(state["epoch"])
 
 
-def make_optimizer(model: torch.nn.Module, optim_cfg) -> torch.optim.SGD:
-    """SGD with two groups: ``backbone`` (ResNet, lr x backbone_lr_factor) and ``new`` (the rest)."""
+def parameter_groups(model: torch.nn.Module, optim_cfg) -> list[dict[str, Any]]:
+    """SGD parameter groups of a SPOT model, each with its lr and a ``name``:
+
+    - ``backbone``: the ResNet (``model.backbone``), ``lr x backbone_lr_factor``;
+    - ``new``: everything else (BN necks, classifiers, and new modules not listed), ``lr``;
+    - ``added``: the modules named in ``optim_cfg.new_modules`` that the model has
+      (``model.relation``, ``injection``, ``asr``, ``tpi``, ``fusion``), ``lr x new_module_lr_factor``;
+      present only when the factor is not 1 and the group holds parameters (its index is 2).
+      With factor 1 the groups are the two of earlier versions (a run resumes across versions).
+
+    Every trainable parameter is in exactly one group.
+    """
     backbone_ids = {id(p) for p in model.backbone.parameters()}
-    backbone = [p for p in model.parameters() if id(p) in backbone_ids and p.requires_grad]
-    new = [p for p in model.parameters() if id(p) not in backbone_ids and p.requires_grad]
-    groups = [{"params": backbone, "lr": optim_cfg.lr * optim_cfg.backbone_lr_factor, "name": "backbone"},
-              {"params": new, "lr": optim_cfg.lr, "name": "new"}]
-    return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum, nesterov=optim_cfg.nesterov,
-                           weight_decay=optim_cfg.weight_decay)
+    added_ids: set[int] = set()
+    names = optim_cfg.new_modules if optim_cfg.new_module_lr_factor != 1.0 else []
+    for name in names:
+        module = getattr(model, name, None)
+        if module is not None:
+            added_ids |= {id(p) for p in module.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) in backbone_ids], "lr": optim_cfg.lr * optim_cfg.backbone_lr_factor,
+         "name": "backbone"},
+        {"params": [p for p in trainable if id(p) not in backbone_ids | added_ids], "lr": optim_cfg.lr, "name": "new"},
+    ]
+    added = [p for p in trainable if id(p) in added_ids and id(p) not in backbone_ids]
+    if added:
+        groups.append({"params": added, "lr": optim_cfg.lr * optim_cfg.new_module_lr_factor, "name": "added"})
+    return groups
+
+
+def make_optimizer(model: torch.nn.Module, optim_cfg) -> torch.optim.SGD:
+    """SGD (momentum, Nesterov, weight decay) over :func:`parameter_groups`."""
+    return torch.optim.SGD(parameter_groups(model, optim_cfg), lr=optim_cfg.lr, momentum=optim_cfg.momentum,
+                           nesterov=optim_cfg.nesterov, weight_decay=optim_cfg.weight_decay)
+
+
+def clip_gradients(parameters, max_norm: float | None) -> float:
+    """The L2 norm of all gradients of ``parameters`` together, measured before clipping; when
+    ``max_norm`` is set, the gradients are scaled in place so that their norm is at most
+    ``max_norm`` (``torch.nn.utils.clip_grad_norm_``)."""
+    if max_norm is None:
+        grads = [p.grad for p in parameters if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))

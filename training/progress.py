@@ -17,8 +17,8 @@ class Progress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
-            self._progress = RichProgress(TextColumn("{task.description}", style="bold"), BarColumn(),
-                                          MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            self._progress = RichProgress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                          MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
                                           TimeElapsedColumn(), TimeRemainingColumn())
 
     def __enter__(self) -> "Progress":
@@ -39,6 +39,6 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self._progress:
-            self._progress.console.print(message, markup=False, highlight=False)
+            self._progress.console.print(message, markup=False, highlight=False, emoji=False, soft_wrap=True)
         elif self.enabled:
             print(message)

@@ -47,7 +47,7 @@ class MetricsLog:
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Loss (total, identity, triplet) and training accuracy per epoch, and evaluation
+    """Loss (total, identity, triplet) and training accuracy per epoch, and test or validation
     rank-1 / mAP when present, to a PNG."""
     import matplotlib
 
@@ -55,7 +55,6 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike) -> None
     import matplotlib.pyplot as plt
 
     epochs = [r for r in records if r.get("kind") == "epoch"]
-    evals = [r for r in records if r.get("kind") == "eval"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     if epochs:
         x = [r["epoch"] + 1 for r in epochs]
@@ -64,10 +63,11 @@ def plot_metrics(records: list[dict[str, Any]], path: str | os.PathLike) -> None
                 axes[0].plot(x, [r[key] for r in epochs], marker="o", label=key)
         for key in sorted(k for k in epochs[0] if k.startswith("acc_")):
             axes[1].plot(x, [r[key] for r in epochs], marker="o", label=f"train {key}")
-    for key in ("R-1", "mAP"):
-        pts = [(r["epoch"] + 1, r[key]) for r in evals if key in r]
-        if pts:
-            axes[1].plot(*zip(*pts), marker="s", linestyle="--", label=f"test {key}")
+    for kind, label in (("eval", "test"), ("val", "val")):
+        for key in ("R-1", "mAP"):
+            pts = [(r["epoch"] + 1, r[key]) for r in records if r.get("kind") == kind and key in r]
+            if pts:
+                axes[1].plot(*zip(*pts), marker="s", linestyle="--", label=f"{label} {key}")
     axes[0].set(title="loss", xlabel="epoch")
     axes[1].set(title="accuracy", xlabel="epoch", ylim=(0, 1))
     for ax in axes:

@@ -42,22 +42,17 @@ import numpy as np
 from spot_edge.atomic import atomic_write_json, fsync_dir
 from spot_edge.errors import SpotEdgeError
 from spot_edge.pose.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
-from spot_edge.training.synthetic_identity import INFRARED_CAMERAS, VISIBLE_CAMERAS, Identity, make_identity
+from spot_edge.training.synthetic_identity import INFRARED_CAMERAS, VISIBLE_CAMERAS, make_identity
 from spot_edge.training.synthetic_render import render_person
 
 __all__ = [
     "SyntheticConfig",
     "SyntheticTargetError",
-    "Identity",
-    "make_identity",
-    "render_person",
     "generate_sysu_like",
     "is_synthetic_set",
     "check_synthetic_target",
     "load_keypoints",
     "keypoints_for_image",
-    "VISIBLE_CAMERAS",
-    "INFRARED_CAMERAS",
 ]
 
 GENERATOR = "spot_edge.training.synthetic_dataset"

@@ -3,6 +3,7 @@
 Naming convention (what ``spot-edge export-onnx`` / ``build-engine`` write):
 ``<prefix>.visible.onnx``, ``<prefix>.infrared.onnx``, ``<prefix>.<modality>.engine`` (+ ``.json``).
 A directory is searched for such files; a single file holds the one modality its metadata names.
+A bundle folder (``spot-edge export``: a ``bundle.json`` manifest) is its own kind, ``"bundle"``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ CHECKPOINT_SUFFIXES = (".safetensors",)
 
 
 def classify(source) -> str:
-    """``"checkpoint"``, ``"onnx"``, ``"engine"`` or ``"model"`` (an in-memory SPOT) for a source."""
+    """``"checkpoint"``, ``"onnx"``, ``"engine"``, ``"bundle"`` (a folder written by ``spot-edge export``,
+    or a loaded :class:`~spot_edge.engines.bundle.Bundle`) or ``"model"`` (an in-memory SPOT)."""
+    from spot_edge.engines.bundle import is_bundle
+
+    if is_bundle(source):
+        return "bundle"
     if isinstance(source, Mapping):
         kinds = {classify(v) for v in source.values()}
         if len(kinds) != 1:

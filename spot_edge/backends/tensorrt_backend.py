@@ -15,9 +15,12 @@ __all__ = ["TensorRTEmbedder", "engine_modality"]
 
 
 def engine_modality(path: Path) -> str:
-    from spot_edge.engines.metadata import EngineMetadata
+    from spot_edge.engines.metadata import ArtifactError, EngineMetadata
 
-    return EngineMetadata.load(path).modality
+    metadata = EngineMetadata.load(path)
+    if metadata.kind != "spot":
+        raise ArtifactError(f"{path} is a {metadata.kind} engine, not a SPOT embedding engine")
+    return metadata.modality
 
 
 class TensorRTEmbedder(Embedder):

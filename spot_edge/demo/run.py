@@ -4,19 +4,28 @@ Steps (each timed, all outputs under one results folder):
 
 1. generate a small synthetic cross-modality set (SYSU-MM01 layout, with keypoints);
 2. train the small SPOT configuration (ResNet-18, 128x64) for a few minutes;
-3. evaluate it with the community protocol (SYSU all-search and indoor-search, 10 trials);
-4. export one ONNX graph per modality and load them with the ONNX Runtime CPU backend;
-5. enroll labelled visible and infrared test images into a gallery;
-6. run the real-time pipeline on a generated visible/infrared video pair (pose from the
-   generator's keypoints, as an external detector would supply them), matching each person
-   against the other modality's gallery, and score the matches against the ground truth;
-7. draw top-5 retrievals for a few infrared queries, a t-SNE of the test embeddings and the
+   evaluate it with the community protocol (SYSU all-search and indoor-search, 10 trials);
+3. export one fp32 ONNX graph per modality;
+4. calibrate int8 activation ranges on training images and export one int8 (Q/DQ) graph per
+   modality (:mod:`spot_edge.demo.graphs`);
+5. compare both graphs (ONNX Runtime) with the PyTorch fp32 model on the protocol: cosine and
+   R-1 / mAP / mINP; a graph far below the reference is flagged in ``metrics.md``;
+6. enroll labelled visible and infrared test images into a gallery with the int8 graphs;
+7. run the real-time pipeline on the int8 graphs on a generated visible/infrared video pair
+   (pose from the generator's keypoints, as an external detector would supply them), matching
+   each person against the other modality's gallery, and score the matches against the ground truth;
+8. draw top-5 retrievals for a few infrared queries, a t-SNE of the test embeddings and the
    TPI part maps.
+
+``metrics.md`` holds the protocol table, the parity table and the pipeline's scores; ``summary.json``
+everything, with each step's wall time (``timings_s``) and CPU time (``cpu_s``, all threads and
+child processes: divided by the wall time it shows how much of the machine the step had).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +42,10 @@ from spot_edge.preprocessing import PreprocessSpec
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo. The defaults finish in about 6 minutes on 2 CPU cores.
+    """Sizes of the demo. The defaults finish in under 10 minutes on 2 free CPU cores.
+
+    ``calibration_size``: training images per modality that calibrate the int8 graphs;
+    ``parity_trials``: random galleries (1..10) of the graphs' parity protocol.
 
     ``out_dir`` is the results folder as the user gave it (relative to the working directory);
     :class:`DemoRunner` resolves it once.
@@ -47,6 +59,8 @@ class DemoConfig:
     epochs: int = 12
     batches_per_epoch: int = 30
     eval_trials: int = 10
+    calibration_size: int = 128
+    parity_trials: int = 3
     video_people: int = 4
     video_frames: int = 48
     seed: int = 0
@@ -124,14 +138,17 @@ class DemoRunner:
         self.out = user_path(config.out_dir)   # resolved once: every step works with absolute paths
         self.report = report or (lambda step, message: None)
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.metrics_sections: list[str] = []
         self.summary: dict[str, Any] = {"config": asdict(config)}
 
     def _step(self, name: str, fn: Callable[[], Any]) -> Any:
         self.report(name, "started")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         result = fn()
         self.timings[name] = round(time.perf_counter() - start, 1)
-        self.report(name, f"done in {self.timings[name]:.1f} s")
+        self.cpu[name] = round(_cpu_seconds() - cpu_start, 1)
+        self.report(name, f"done in {self.timings[name]:.1f} s (CPU {self.cpu[name]:.1f} s)")
         return result
 
     # ------------------------------------------------------------------ steps
@@ -162,18 +179,35 @@ class DemoRunner:
             ])
         return train(config, resume=True, show_progress=True, evaluate_at_end=True)
 
-    def export(self) -> dict[str, Path]:
-        from spot_edge.engines import export_onnx
+    def load_model(self):
         from spot_edge.model import load_checkpoint
 
-        model = load_checkpoint(self.out / "train" / "model.safetensors").eval()
-        onnx_dir = self.out / "onnx"
-        return {m: export_onnx(model, onnx_dir / f"spot.{m}.onnx", m) for m in MODALITIES}
+        return load_checkpoint(self.out / "train" / "model.safetensors").eval()
+
+    def evaluate_graphs(self, model, data_root: Path) -> dict[str, Any]:
+        """Parity of the fp32 and int8 graphs with ``model``; flags a graph far off in metrics.md."""
+        from spot_edge.demo.graphs import graph_parity, parity_warnings
+
+        trials = self.config.parity_trials
+        report = graph_parity(model, self.out / "onnx", data_root, trials)
+        found = report.to_dict()
+        warnings = parity_warnings(found)
+        flags = "".join(f"\n**Warning**: {line}\n" for line in warnings)
+        self._add_metrics(f"## Graphs against the PyTorch fp32 model (ONNX Runtime, CPU)\n\n"
+                          f"Synthetic test split, SYSU-MM01 all-search protocol, {trials} random "
+                          f"{'gallery' if trials == 1 else 'galleries'}; cosine of the embeddings to the "
+                          f"reference, R-1 / mAP / mINP in %.\n\n{report.table()}\n{flags}")
+        return {"report": found, "warnings": warnings, "trials": trials}
+
+    def _add_metrics(self, section: str) -> None:
+        """Append a section to metrics.md (rewritten whole each time: a failure later keeps it)."""
+        self.metrics_sections.append(section.rstrip() + "\n")
+        atomic_write_text(self.out / "metrics.md", "\n".join(self.metrics_sections))
 
     def enroll(self, embedder, data_root: Path):
         """Gallery of labelled test images: visible from cam1/cam2, infrared from cam3."""
         from spot_edge.gallery import Gallery
-        from spot_edge.training.synthetic_dataset import INFRARED_CAMERAS, VISIBLE_CAMERAS
+        from spot_edge.training.synthetic_identity import INFRARED_CAMERAS, VISIBLE_CAMERAS
 
         gallery = Gallery(embedder.embedding_dim, path=self.out / "gallery")
         ids = [int(x) for x in (data_root / "exp" / "test_id.txt").read_text().strip().split(",")]
@@ -186,17 +220,15 @@ class DemoRunner:
                         paths.append(str(p))
                         pids.append(str(pid))
                         cameras.append(f"cam{cam}")
-            gallery.add(_embed_paths(embedder, paths, modality, data_root), pids, modality, cameras)
-        gallery.save()
+            gallery.add(_embed_paths(embedder, paths, modality, data_root), pids, modality, cameras, model=embedder)
+        gallery.save(replace=True)   # the demo's own folder: a rerun replaces the previous run's gallery
         return gallery, ids
 
     def run_videos(self, embedder, gallery, identities: list[int], data_root: Path) -> dict[str, Any]:
         from spot_edge.demo.videos import VideoPairConfig, write_video_pair
         from spot_edge.pipeline.events import read_events
-        from spot_edge.pipeline.pose_sources import KeypointFileSource
-        from spot_edge.pipeline.runner import CameraInput, Pipeline, PipelineConfig
-        from spot_edge.pipeline.sources import open_source
-        from spot_edge.training.synthetic_dataset import make_identity
+        from spot_edge.pipeline import CameraInput, KeypointFileSource, Pipeline, PipelineConfig, open_source
+        from spot_edge.training.synthetic_identity import make_identity
 
         c = self.config
         rng = np.random.default_rng(c.seed)
@@ -214,7 +246,6 @@ class DemoRunner:
                 "matching": {m: score_video_matches(events, videos[m]["truth"], m) for m in MODALITIES}}
 
     def pictures(self, embedder, data_root: Path) -> dict[str, str]:
-        from spot_edge.model import load_checkpoint
         from spot_edge.training.datasets import sysu_gallery, sysu_query
         from spot_edge.visualize.parts import save_parts_panel
         from spot_edge.visualize.retrieval import save_retrieval_panel
@@ -236,7 +267,7 @@ class DemoRunner:
         ids = np.concatenate([np.asarray(q_ids)[keep], np.asarray(g_ids)[keep_g]])
         modalities = ["infrared"] * int(keep.sum()) + ["visible"] * int(keep_g.sum())
         files["tsne"] = str(plot_tsne(embeddings, ids, modalities, out / "tsne.png"))
-        model = load_checkpoint(self.out / "train" / "model.safetensors").eval()
+        model = self.load_model()
         if model.tpi is not None:
             sel = [q_paths[i] for i in pick[:4]]
             _, maps = _image_inputs(sel, data_root, model.config.preprocessing)
@@ -247,22 +278,52 @@ class DemoRunner:
     # ------------------------------------------------------------------ all
     def run(self) -> dict[str, Any]:
         from spot_edge.backends import create_embedder
+        from spot_edge.demo.graphs import INT8_PREFIX, export_fp32, export_int8
         from spot_edge.training.evaluation import format_table
 
+        c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        data_root = self._step("1/6 generate synthetic data", self.generate_data)
-        trained = self._step("2/6 train SPOT-small and evaluate (protocol)", lambda: self.train(data_root))
+        data_root = self._step("1/8 generate synthetic data", self.generate_data)
+        trained = self._step("2/8 train SPOT-small and evaluate (protocol)", lambda: self.train(data_root))
         results = trained.get("results") or {}
         self.summary["evaluation"] = results
-        atomic_write_text(self.out / "metrics.md", format_table(results) + "\n" if results else "no evaluation\n")
-        self.summary["onnx"] = {m: str(p) for m, p in self._step("3/6 export ONNX", self.export).items()}
-        embedder = create_embedder(self.out / "onnx", backend="onnxruntime")
+        self._add_metrics(f"## Protocol (PyTorch fp32, {c.eval_trials} trials, %)\n\n```text\n"
+                          f"{format_table(results) if results else 'no evaluation'}\n```\n")
+        model = self.load_model()
+        onnx_dir = self.out / "onnx"
+        self.summary["onnx"] = {m: str(p) for m, p in self._step(
+            "3/8 export ONNX fp32", lambda: export_fp32(model, onnx_dir)).items()}
+        self.summary["onnx_int8"] = {m: str(p) for m, p in self._step(
+            f"4/8 calibrate ({c.calibration_size} images per modality) and export ONNX int8",
+            lambda: export_int8(model, onnx_dir, data_root, c.calibration_size)).items()}
+        self.summary["parity"] = self._step(
+            f"5/8 parity of the graphs with PyTorch (protocol, {c.parity_trials} trials)",
+            lambda: self.evaluate_graphs(model, data_root))
+        embedder = create_embedder(onnx_dir / INT8_PREFIX, backend="onnxruntime")   # the deployable graph
         self.summary["backend"] = embedder.name
-        gallery, ids = self._step("4/6 enroll gallery", lambda: self.enroll(embedder, data_root))
-        self.summary["videos"] = self._step("5/6 run the pipeline on a visible/infrared video pair",
-                                            lambda: self.run_videos(embedder, gallery, ids, data_root))
-        self.summary["pictures"] = self._step("6/6 pictures", lambda: self.pictures(embedder, data_root))
+        self.summary["pipeline_embedder"] = embedder.describe()
+        gallery, ids = self._step("6/8 enroll gallery (int8 graphs)", lambda: self.enroll(embedder, data_root))
+        videos = self._step("7/8 run the pipeline (int8 graphs) on a visible/infrared video pair",
+                            lambda: self.run_videos(embedder, gallery, ids, data_root))
+        self.summary["videos"] = videos
+        self._add_metrics(_pipeline_section(videos["matching"], embedder.describe(), len(ids)))
+        self.summary["pictures"] = self._step("8/8 pictures", lambda: self.pictures(embedder, data_root))
         self.summary["timings_s"] = self.timings
+        self.summary["cpu_s"] = self.cpu
         self.summary["total_s"] = round(sum(self.timings.values()), 1)
         atomic_write_json(self.out / "summary.json", self.summary)
         return self.summary
+
+
+def _pipeline_section(matching: dict[str, dict[str, Any]], backend: dict[str, Any], enrolled: int) -> str:
+    lines = [f"## Camera pipeline ({backend['backend']} {backend.get('precision', '')}, generated video pair)\n",
+             f"Top-1 identity of each person box against the other modality's gallery ({enrolled} identities):\n"]
+    lines += [f"- {source} camera: {score['top1_accuracy']} over {score['people_scored']} people-frames"
+              for source, score in matching.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished child processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

@@ -47,14 +47,14 @@ def write_video_pair(out_dir: str | Path, identities: list, config: VideoPairCon
     """Render the pair into ``out_dir``.
 
     Args:
-        identities: :class:`spot_edge.training.synthetic_dataset.Identity` objects (2 to 5 work best).
+        identities: :class:`spot_edge.training.synthetic_identity.Identity` objects (2 to 5 work best).
 
     Returns:
         ``{"visible": {...}, "infrared": {...}}`` each with ``video`` (MJPG .avi),
         ``keypoints`` (JSON lines: ``{"frame": i, "people": [{"keypoints": [[x, y, v] x 18],
         "box": [x0, y0, x1, y1]}]}``) and ``truth`` (JSON lines: per frame, the pid of each box).
     """
-    from spot_edge.training.synthetic_dataset import render_person
+    from spot_edge.training.synthetic_render import render_person
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

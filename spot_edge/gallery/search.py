@@ -17,6 +17,8 @@ import numpy as np
 
 from spot_edge.errors import InputError
 
+from spot_edge.metrics import l2_normalize  # one home for row normalisation
+
 __all__ = ["l2_normalize", "embedding_matrix", "faiss_available", "top_k", "topk_numpy", "build_faiss_index",
            "FAISS_AUTO_MIN_ENTRIES", "FAISS_INDEX_KINDS", "SEARCH_BACKENDS", "SEARCH_BLAS_THREADS"]
 
@@ -24,21 +26,6 @@ FAISS_AUTO_MIN_ENTRIES = 50_000  # "auto" search uses faiss HNSW (when chosen an
 FAISS_INDEX_KINDS = ("flat", "hnsw")
 SEARCH_BACKENDS = ("auto", "numpy", "faiss")
 SEARCH_BLAS_THREADS: int | None = 1  # None: leave BLAS threading alone
-
-
-def l2_normalize(x: Any) -> np.ndarray:
-    """Rows of ``(N, D)`` (or one ``(D,)`` vector) scaled to unit length, as float32; zero rows
-    stay zero.
-
-    Each row is first divided by its largest absolute value, in float64, so rows of very large
-    (1e300) or very small (1e-300) finite values normalise correctly instead of overflowing or
-    vanishing.
-    """
-    x64 = np.asarray(x, dtype=np.float64)
-    scale = np.max(np.abs(x64), axis=-1, keepdims=True) if x64.size else np.ones(x64.shape[:-1] + (1,))
-    y = x64 / np.where(scale > 0, scale, 1.0)
-    norms = np.linalg.norm(y, axis=-1, keepdims=True)  # >= 1 for non-zero rows
-    return (y / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def embedding_matrix(embeddings: Any, dim: int | None, what: str = "embeddings") -> np.ndarray:

@@ -240,16 +240,18 @@ def _pose_stage(settings: BenchSettings, device: torch.device, results, skipped,
     from spot_edge.pose.network import OpenPoseBody
 
     say(f"pose, frame {settings.frame_size[0]}x{settings.frame_size[1]}")
-    if settings.pose_weights and not Path(settings.pose_weights).is_file():
+    if settings.pose_weights and not Path(settings.pose_weights).exists():
         raise FileNotFoundError(f"pose weights not found: {settings.pose_weights}")
     source = settings.pose_weights or OpenPoseBody(settings.pose_config)
-    estimator = create_pose_estimator(source, backend="pytorch", device=str(device), config=settings.pose_config)
+    # weights and models run on PyTorch; a pose graph, engine or bundle on its own backend (the auto rule)
+    estimator = create_pose_estimator(source, backend="auto", device=str(device), config=settings.pose_config)
     frame = np.random.default_rng(settings.seed).integers(0, 256, (*settings.frame_size, 3), dtype=np.uint8)
     timer = Timer(device)
     iters, warmup = max(1, min(settings.iters, 10)), min(settings.warmup, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # random weights warn on every call; the report says so
         times = timer.latencies(lambda: estimator(frame), iters, warmup)
-    results.append(_result("pose", "pytorch", "fp32", 1, times, timer, None, device=str(device),
-                           pose_config=settings.pose_config, frame_size=list(settings.frame_size),
-                           random_weights=not settings.pose_weights, unit="frames"))
+    described = estimator.describe()
+    results.append(_result("pose", estimator.backend, described.get("precision", "fp32"), 1, times, timer, None,
+                           device=str(device), pose_config=described["config"], frame_size=list(settings.frame_size),
+                           random_weights=described["weights_fingerprint"] == "random", unit="frames"))

@@ -50,9 +50,11 @@ class BenchSettings:
         modality: the stem the crops go through (and the query side of the search).
         gallery_size, top_k: the search stage.
         stages: among :data:`STAGES`; ``"pose"`` also needs ``pose_weights`` or ``pose_random``.
-        source: an ONNX file or TensorRT engine for the non-PyTorch backends (default: an ONNX
-            export of the model into a temporary folder, for ``onnxruntime``).
-        pose_weights / pose_random / pose_config / frame_size: the pose stage.
+        source: an ONNX file, a TensorRT engine or a bundle (``spot-edge export``) for the
+            non-PyTorch backends (default: an ONNX export of the model into a temporary folder,
+            for ``onnxruntime``).
+        pose_weights / pose_random / pose_config / frame_size: the pose stage (``pose_weights``:
+            weights, a pose graph, an engine or a bundle, run by the pose estimators' auto rule).
         threads: ``torch.set_num_threads`` (None: leave as is).
         blas_threads: numpy's BLAS threads during the run (1 by default: the gallery search
             runs beside PyTorch, and two thread pools spinning on the same cores distort both).

@@ -20,12 +20,20 @@ from spot_edge.model.config_checks import ConfigError, field_type_errors, read_c
 from spot_edge.preprocessing import PreprocessSpec
 
 __all__ = ["SpotConfig", "ConfigError", "preset", "preset_names", "paper_table_configs", "BACKBONES", "FUSIONS",
-           "EMBEDDINGS"]
+           "EMBEDDINGS", "FIG7_LAMBDAS"]
 
 BACKBONES = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512),
              "resnet50": (256, 512, 1024, 2048), "resnet101": (256, 512, 1024, 2048)}
 FUSIONS = ("none", "concat", "max", "mean", "weighted")
-EMBEDDINGS = ("auto", "base", "is", "ip", "if", "concat")
+EMBEDDINGS = ("auto", "base", "is", "ip", "if", "concat", "base+is", "base+ip")
+#: Branches each explicit embedding concatenates (in this order), before the L2 normalisation.
+EMBEDDING_BRANCHES = {"base": ("base",), "is": ("is",), "ip": ("ip",), "if": ("if",), "concat": ("is", "ip"),
+                      "base+is": ("base", "is"), "base+ip": ("base", "ip")}
+#: Values of lambda_1 (lambda_2 = 0.5) and lambda_2 (lambda_1 = 0.6) swept in Fig. 7.
+FIG7_LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
+#: Fields added after configurations were first fingerprinted: left out of :meth:`SpotConfig.fingerprint`
+#: while they hold their default, so that models, exports and galleries made before keep their identity.
+_LATER_FIELDS = ("injection_bn_init", "transformer_norm", "asr_pooling")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,12 @@ class SpotConfig:
             (raw heatmaps, "B+K_i").
         injection_mode: ``"add"`` (1x1 conv-BN projection, added) or ``"concat"``
             (concatenate, then 1x1 conv-BN-ReLU back to the layer's width).
+        injection_bn_init: initial scale (gamma) of the projection's BN in ``"add"`` mode.
+            ``"one"`` (PyTorch's default): the pretrained layer after the injection receives
+            a unit-variance structure term from the first step. ``"zero"``: the injected term
+            is exactly zero at the start and grows as gamma is learned (gamma still receives
+            gradients), the convention of the AGW and DDAG code bases for branches added to
+            pretrained features. ``"zero"`` needs ``injection_mode="add"``.
 
     ASR (eqs. 3-6):
         use_asr: build ASR and train it with L_IS.
@@ -61,16 +75,28 @@ class SpotConfig:
         transformer_layers / transformer_heads: L = 1, h = 8 (Sec. IV-A).
         transformer_ffn_dim: hidden width of the feed-forward sub-layer (not stated).
         transformer_dropout: dropout inside the encoder layer during training.
+        transformer_norm: ``"post"`` (LayerNorm after each residual sum, Vaswani et al. and
+            the paper's Fig. 4) or ``"pre"`` (LayerNorm at the input of each sub-layer, plus a
+            final LayerNorm after the last layer: the pre-LN form, easier to optimise from
+            scratch).
 
     Fusion and heads (eqs. 11-14):
         fusion: ``"concat"`` (eq. 12, the paper's), ``"max"``, ``"mean"``, ``"weighted"``
             (Table III) or ``"none"`` (Table I index 5).
-        pooling: ``"gem"`` (generalised-mean, as the AGW code base) or ``"avg"``.
-        gem_p: exponent of GeM pooling.
+        pooling: ``"gem"`` (generalised-mean, as the AGW code base) or ``"avg"``: pooling of
+            the baseline feature map into F_B.
+        asr_pooling: pooling of the ASR output map into F_IS: ``"avg"`` (spatial mean) or
+            ``"gem"``. F_IS (eq. 6) is signed, and GeM pools ``max(x, eps)``: with ``"gem"``
+            the negative part of the map does not contribute.
+        gem_p: exponent of GeM pooling (both poolings).
         lambda_is, lambda_ip: lambda_1 and lambda_2 of eq. 13.
         embedding: retrieval embedding at test time. ``"auto"``: the fused feature when
             fusion is on, else the concatenation of the ASR and TPI features when both
-            exist, else whichever exists, else the baseline feature.
+            exist, else whichever exists, else the baseline feature. Explicit choices:
+            ``"base"``, ``"is"``, ``"ip"``, ``"if"``, ``"concat"`` (F_IS and F_IP), and for
+            the single-branch rows of Table I (#3, #4) ``"base+is"`` / ``"base+ip"``: the
+            branch feature concatenated with the baseline feature (2C wide). The paper
+            does not say which rows #3 and #4 were evaluated with.
         embedding_after_bn: take the embedding after its BN neck (as AGW does).
     """
 
@@ -85,6 +111,7 @@ class SpotConfig:
     inject_layer: int = 2
     structure_source: str = "relation"
     injection_mode: str = "add"
+    injection_bn_init: str = "one"
 
     use_asr: bool = True
     asr_key_dim: int = 256
@@ -97,9 +124,11 @@ class SpotConfig:
     transformer_heads: int = 8
     transformer_ffn_dim: int = 2048
     transformer_dropout: float = 0.1
+    transformer_norm: str = "post"
 
     fusion: str = "concat"
     pooling: str = "gem"
+    asr_pooling: str = "avg"
     gem_p: float = 3.0
     lambda_is: float = 0.6
     lambda_ip: float = 0.5
@@ -134,6 +163,13 @@ class SpotConfig:
             errors.append(f"structure_source must be 'relation' or 'keypoints', got {self.structure_source!r}")
         if self.injection_mode not in ("add", "concat"):
             errors.append(f"injection_mode must be 'add' or 'concat', got {self.injection_mode!r}")
+        if self.injection_bn_init not in ("one", "zero"):
+            errors.append(f"injection_bn_init must be 'one' or 'zero', got {self.injection_bn_init!r}")
+        elif self.injection_bn_init == "zero" and self.injection_mode != "add":
+            errors.append("injection_bn_init 'zero' needs injection_mode 'add' (in 'concat' mode the BN also "
+                          "carries the appearance feature)")
+        if self.transformer_norm not in ("post", "pre"):
+            errors.append(f"transformer_norm must be 'post' or 'pre', got {self.transformer_norm!r}")
         if self.num_parts < 1:
             errors.append(f"num_parts must be >= 1, got {self.num_parts}")
         for name in ("asr_key_dim", "transformer_layers", "transformer_heads", "transformer_ffn_dim"):
@@ -151,17 +187,18 @@ class SpotConfig:
             errors.append(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.fusion != "none" and not (self.use_asr and self.use_tpi):
             errors.append(f"fusion {self.fusion!r} combines ASR and TPI: it needs use_asr and use_tpi")
-        if self.pooling not in ("gem", "avg"):
-            errors.append(f"pooling must be 'gem' or 'avg', got {self.pooling!r}")
+        for name in ("pooling", "asr_pooling"):
+            if getattr(self, name) not in ("gem", "avg"):
+                errors.append(f"{name} must be 'gem' or 'avg', got {getattr(self, name)!r}")
         if self.embedding not in EMBEDDINGS:
             errors.append(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
         if self.backbone in BACKBONES and self.use_tpi and self.transformer_heads >= 1 and \
                 self.feature_dim % self.transformer_heads:
             errors.append(f"transformer_heads={self.transformer_heads} must divide the feature width {self.feature_dim}")
-        if self.embedding not in ("auto", "base") and self.embedding not in self.branches + ("concat",):
-            errors.append(f"embedding {self.embedding!r} is not produced by this configuration (branches {self.branches})")
-        if self.embedding == "concat" and not (self.use_asr and self.use_tpi):
-            errors.append("embedding 'concat' needs use_asr and use_tpi")
+        missing = [b for b in EMBEDDING_BRANCHES.get(self.embedding, ()) if b not in self.branches]
+        if missing:
+            errors.append(f"embedding {self.embedding!r} needs the branch(es) {', '.join(missing)}, which this "
+                          f"configuration does not have (branches {self.branches})")
         if errors:
             raise ConfigError("invalid SpotConfig: " + "; ".join(errors))
 
@@ -224,8 +261,13 @@ class SpotConfig:
         return "base"
 
     @property
+    def embedding_branches(self) -> tuple[str, ...]:
+        """Branch features concatenated (in this order) into the retrieval embedding."""
+        return EMBEDDING_BRANCHES[self.resolved_embedding]
+
+    @property
     def embedding_dim(self) -> int:
-        return 2 * self.feature_dim if self.resolved_embedding == "concat" else self.feature_dim
+        return len(self.embedding_branches) * self.feature_dim
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -254,8 +296,16 @@ class SpotConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def fingerprint(self) -> str:
-        """Short hash of the configuration (recorded in exported models and engines)."""
-        return sha256_bytes(self.to_json().encode())[:16]
+        """Short hash of the configuration (recorded in exported models, engines and galleries).
+
+        Fields added later are hashed only when they differ from their default, so the
+        fingerprint of a configuration that existed before them does not change.
+        """
+        data = self.to_dict()
+        for name in _LATER_FIELDS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return sha256_bytes(json.dumps(data, sort_keys=True).encode())[:16]
 
     def save(self, path: str | Path) -> None:
         """Write as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
@@ -286,6 +336,9 @@ class SpotConfig:
         """Fields whose values differ: ``{name: (self_value, other_value)}``."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SpotConfig) if f.default is not dataclasses.MISSING}
 
 
 def _check_field_names(names: Mapping[str, Any] | Any) -> None:
@@ -343,7 +396,9 @@ def preset(name: str, **overrides: Any) -> SpotConfig:
 
 
 def paper_table_configs(**overrides: Any) -> dict[str, SpotConfig]:
-    """Every row of Tables I-III and the part sweep of Fig. 6, labelled as in the paper."""
+    """Every row of Tables I-III, the part sweep of Fig. 6 and the lambda sweeps of Fig. 7
+    (lambda_1 from 0 to 1 at lambda_2 = 0.5, then lambda_2 from 0 to 1 at lambda_1 = 0.6; SPOT,
+    Table I #6), labelled as in the paper."""
     rows: dict[str, SpotConfig] = {}
     labels = ["B", "B+S", "B+S+L_IS", "B+S+L_IP", "B+S+L_IS+L_IP", "SPOT (B+S+L_IS+L_IP+L_IF)"]
     for i, (name, label) in enumerate(zip(TABLE1, labels), start=1):
@@ -357,4 +412,9 @@ def paper_table_configs(**overrides: Any) -> dict[str, SpotConfig]:
         rows[f"Table III: Fusion_{fusion}"] = preset("spot", fusion=fusion, **overrides)
     for p in range(2, 10):
         rows[f"Fig. 6: p={p}"] = preset("tpi", num_parts=p, **overrides)
+    fixed = {k: v for k, v in overrides.items() if k not in ("lambda_is", "lambda_ip")}
+    for value in FIG7_LAMBDAS:
+        rows[f"Fig. 7(a): lambda_1={value}"] = preset("spot", **{**fixed, "lambda_is": value, "lambda_ip": 0.5})
+    for value in FIG7_LAMBDAS:
+        rows[f"Fig. 7(c): lambda_2={value}"] = preset("spot", **{**fixed, "lambda_is": 0.6, "lambda_ip": value})
     return rows

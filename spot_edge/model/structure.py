@@ -72,16 +72,27 @@ class StructureInjection(nn.Module):
     ``mode="concat"``: ``ReLU(BN(W_1x1 [A, S]))`` (concatenation + 1x1).
     ``appearance`` is ``(B, C_a, h, w)``; ``structure`` is ``(B, C_s, h', w')`` and is resized to
     ``(h, w)`` when needed (raw heatmaps for "B+K_i"). Shared by both modalities.
+
+    ``bn_init="zero"`` (``"add"`` mode only) starts the projection's BN scale at 0, so the module
+    is the identity on ``A`` at the first step; the scale then learns how much structure to add
+    (``SpotConfig.injection_bn_init``).
     """
 
-    def __init__(self, appearance_channels: int, structure_channels: int, mode: str = "add") -> None:
+    def __init__(self, appearance_channels: int, structure_channels: int, mode: str = "add",
+                 bn_init: str = "one") -> None:
         super().__init__()
         self.mode = mode
+        if bn_init not in ("one", "zero"):
+            raise ValueError(f"unknown BN initialisation {bn_init!r}; use 'one' or 'zero'")
+        if bn_init == "zero" and mode != "add":
+            raise ValueError("bn_init='zero' is for mode='add' only")
         if mode == "add":
             self.project = nn.Sequential(
                 nn.Conv2d(structure_channels, appearance_channels, 1, bias=False),
                 nn.BatchNorm2d(appearance_channels),
             )
+            if bn_init == "zero":
+                nn.init.zeros_(self.project[1].weight)
         elif mode == "concat":
             self.project = nn.Sequential(
                 nn.Conv2d(appearance_channels + structure_channels, appearance_channels, 1, bias=False),

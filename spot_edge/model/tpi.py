@@ -54,11 +54,19 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class TransformerEncoderLayer(nn.Module):
-    """One post-norm encoder layer as in Vaswani et al. (the paper's Fig. 4): MHSA and a
-    feed-forward network, each with a residual connection and LayerNorm. ``(B, L, D)``."""
+    """One encoder layer: MHSA and a feed-forward network, each with a residual connection and a
+    LayerNorm. ``(B, L, D)``.
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float = 0.1) -> None:
+    ``norm="post"`` (Vaswani et al., the paper's Fig. 4): ``x = LN(x + f(x))`` per sub-layer.
+    ``norm="pre"``: ``x = x + f(LN(x))`` per sub-layer (the stack then needs a final LayerNorm,
+    which :class:`TransformerPartInteraction` adds).
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float = 0.1, norm: str = "post") -> None:
         super().__init__()
+        if norm not in ("post", "pre"):
+            raise ValueError(f"unknown norm placement {norm!r}; use 'post' or 'pre'")
+        self.norm_placement = norm
         self.attn = MultiHeadSelfAttention(dim, heads, dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
@@ -67,6 +75,9 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.norm_placement == "pre":
+            x = x + self.dropout(self.attn(self.norm1(x)))
+            return x + self.dropout(self.ffn(self.norm2(x)))
         x = self.norm1(x + self.dropout(self.attn(x)))
         return self.norm2(x + self.dropout(self.ffn(x)))
 
@@ -76,19 +87,23 @@ class TransformerPartInteraction(nn.Module):
 
     - eq. 8: ``M = sigmoid(W_theta F_S)``, ``(B, p, H, W)``.
     - eq. 9: node-level part pooling (:func:`spot_edge.kernels.part_pool`), ``(B, p, C)``.
-    - eq. 7, 10: ``F_P_bar = Transformer(F_P + PE)``.
+    - eq. 7, 10: ``F_P_bar = Transformer(F_P + PE)`` (``norm``: post- or pre-norm layers; a
+      pre-norm stack ends with a LayerNorm, ``encoder[-1]``).
     - max over the p parts -> ``F_IP``.
     """
 
     def __init__(self, feature_channels: int, structure_channels: int, num_parts: int, heads: int = 8,
                  layers: int = 1, ffn_dim: int = 2048, dropout: float = 0.1, pe_base: float = 10000.0,
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6, norm: str = "post") -> None:
         super().__init__()
         self.part_maps = nn.Conv2d(structure_channels, num_parts, 1)        # theta(.) of eq. 8
         self.register_buffer("position", sinusoidal_encoding(num_parts, feature_channels, pe_base),
                              persistent=False)
-        self.encoder = nn.Sequential(*[TransformerEncoderLayer(feature_channels, heads, ffn_dim, dropout)
-                                       for _ in range(layers)])
+        blocks: list[nn.Module] = [TransformerEncoderLayer(feature_channels, heads, ffn_dim, dropout, norm)
+                                   for _ in range(layers)]
+        if norm == "pre":
+            blocks.append(nn.LayerNorm(feature_channels))
+        self.encoder = nn.Sequential(*blocks)
         self.eps = eps
         self.kernel_backend = "auto"
 

@@ -10,8 +10,8 @@ from spot_edge.pipeline.sources import DEFAULT_STREAM_TIMEOUT, open_source
 
 def build_inputs(visible=None, infrared=None, visible_keypoints=None, infrared_keypoints=None,
                  pose_weights=None, pose_height: int | None = 368, pose_device: str = "auto",
-                 fps: float | None = None, stream_timeout: float | None = DEFAULT_STREAM_TIMEOUT
-                 ) -> list[CameraInput]:
+                 fps: float | None = None, stream_timeout: float | None = DEFAULT_STREAM_TIMEOUT,
+                 pose_backend: str = "auto", pose_config: str = "openpose_coco") -> list[CameraInput]:
     """The cameras of a run, named after their modality.
 
     Args:
@@ -19,9 +19,16 @@ def build_inputs(visible=None, infrared=None, visible_keypoints=None, infrared_k
             least one. Paths are used as given (resolve a user's relative paths first).
         visible_keypoints, infrared_keypoints: JSON-lines keypoint files (another detector) for
             that source, checked against the video or folder (frame numbers, coordinates); sources
-            without one use the OpenPose network from ``pose_weights`` (loaded once, shared).
+            without one use the OpenPose network of ``pose_weights`` (loaded once, shared).
+        pose_weights: the OpenPose network: weights (``.pth`` / ``.caffemodel`` /
+            ``.safetensors``), a pose graph (``.onnx``), a TensorRT engine, or a bundle (a folder
+            from ``spot-edge export`` or a loaded ``Bundle``: its pose graph or engine).
         pose_height: frames are downscaled to this height for the OpenPose network.
-        pose_device: torch device of the OpenPose network (:func:`spot_edge.device.resolve_device`).
+        pose_device: device of the OpenPose network (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+        pose_backend: ``"auto"`` (the Embedder's rule: weights -> PyTorch, a graph -> ONNX Runtime,
+            an engine -> TensorRT, a bundle -> its engine where TensorRT is installed, else its
+            graph), ``"pytorch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+        pose_config: the network of a weights file (``openpose_coco``, ``openpose_coco_lite``).
         fps: frame rate of image folders.
         stream_timeout: seconds OpenCV may spend opening a stream URL or waiting for its frames.
 
@@ -44,14 +51,12 @@ def build_inputs(visible=None, infrared=None, visible_keypoints=None, infrared_k
                 pose.check_matches(count, size, f"the --{name} source ({source.description})")
         elif pose_weights is not None:
             if openpose is None:
-                from spot_edge.device import resolve_device
-
-                openpose = OpenPoseSource.from_weights(pose_weights, max_height=pose_height,
-                                                       device=resolve_device(pose_device))
+                openpose = OpenPoseSource.from_weights(pose_weights, max_height=pose_height, device=pose_device,
+                                                       backend=pose_backend, config=pose_config)
             pose = openpose
         else:
-            raise InputError(f"no pose source for --{name}: give --pose-weights (OpenPose) or "
-                             f"--{name}-keypoints (keypoints from another detector)")
+            raise InputError(f"no pose source for --{name}: give --pose-weights (OpenPose), a bundle as the "
+                             f"model (spot-edge export), or --{name}-keypoints (keypoints from another detector)")
         inputs.append(CameraInput(name, name, source, pose))
     return inputs
 

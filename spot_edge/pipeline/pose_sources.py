@@ -153,17 +153,23 @@ class OpenPoseSource:
         self.post_processing = post_processing
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "cpu", backend: str = "auto",
-                     config: str = "openpose_coco", **kwargs) -> "OpenPoseSource":
-        """The source for a weights file, a pose graph (``.onnx``) or an engine, on ``backend``
-        (:func:`~spot_edge.pose.estimators.create_pose_estimator`); ``kwargs`` go to the source."""
+    def from_weights(cls, path, device: str = "cpu", backend: str = "auto", config: str = "openpose_coco",
+                     estimator_options: dict | None = None, **kwargs) -> "OpenPoseSource":
+        """The source for a weights file, a pose graph (``.onnx``), an engine or a bundle (a folder
+        from ``spot-edge export`` or a loaded ``Bundle``: its pose graph or engine), on ``backend``
+        (:func:`~spot_edge.pose.estimators.create_pose_estimator`, the Embedder's auto rule);
+        ``config`` names the network of a weights file; ``estimator_options`` go to the estimator
+        (``threads``, ``fp16``...), ``kwargs`` to the source."""
         from spot_edge.pose.estimators import create_pose_estimator
 
-        if not Path(path).exists():
+        if isinstance(path, (str, Path)) and not Path(path).exists():
             raise FileNotFoundError(
                 f"OpenPose weights not found: {path}; pass the CMU body model (body_pose_model.pth or "
-                "pose_iter_440000.caffemodel), or use keypoints from another detector (--*-keypoints)")
-        return cls(create_pose_estimator(path, backend=backend, device=device, config=config), **kwargs)
+                "pose_iter_440000.caffemodel; spot-edge pose fetch-weights downloads it), a bundle from "
+                "spot-edge export, or use keypoints from another detector (--*-keypoints)")
+        estimator = create_pose_estimator(path, backend=backend, device=device, config=config,
+                                          **(estimator_options or {}))
+        return cls(estimator, **kwargs)
 
     def network_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """``(h', w')`` the network sees for a frame of ``frame_hw``."""

@@ -8,14 +8,16 @@ Modules (each owns one idea):
   ``resample`` (upsampling/blur as per-axis operators), ``peaks``, ``limbs``, ``grouping``
 - ``device_parse``  the same parsing in torch on the maps' device (GPU path)
 - ``network``       the OpenPose COCO body network and its input preprocessing
-- ``estimators``    the ``PoseEstimator`` interface: PyTorch, ONNX Runtime, TensorRT (seam)
+- ``estimators``    the ``PoseEstimator`` interface: PyTorch, ONNX Runtime, TensorRT (the runtime
+  layer above this package's core: import it as ``spot_edge.pose.estimators``)
 - ``weights``       loading ``body_pose_model.pth`` / ``.caffemodel`` / ``.safetensors``;
   ``fetch`` downloading the CMU body model
 - ``caffe``         ``.caffemodel`` reader/writer without Caffe
 - ``crop``          person crops of a frame and of its maps (one pose pass per frame); made on
   the host by ``crop_host`` (OpenCV, numpy) or on the tensors' device by ``crop_device``
 - ``openpose_png``  ``*_pose_heatmaps.png`` read/write; ``openpose_json`` ``*_keypoints.json``
-- ``onnx_export``   ONNX export with metadata and onnxruntime parity; ``info`` parameter/MAC counts
+- ``info``          parameter/MAC counts (the ONNX export lives with the other exporters:
+  :mod:`spot_edge.engines.pose_onnx_export`)
 
 Details of the maps and the parsing: ``docs/pose-maps.md``.
 
@@ -44,10 +46,6 @@ _LAZY = {
     "parse_pose_maps_torch": "spot_edge.pose.device_parse",
     "parse_pose_batch": "spot_edge.pose.device_parse",
     "OpenPoseBody": "spot_edge.pose.network",
-    "PoseEstimator": "spot_edge.pose.estimators.base",
-    "TorchPoseEstimator": "spot_edge.pose.estimators.torch_estimator",
-    "OnnxRuntimePoseEstimator": "spot_edge.pose.estimators.onnxruntime_estimator",
-    "create_pose_estimator": "spot_edge.pose.estimators.factory",
     "fetch_pose_weights": "spot_edge.pose.fetch",
     "PoseNetConfig": "spot_edge.pose.network",
     "POSE_CONFIGS": "spot_edge.pose.network",
@@ -59,8 +57,6 @@ _LAZY = {
     "crop_people": "spot_edge.pose.crop",
     "read_pose_heatmaps_png": "spot_edge.pose.openpose_png",
     "write_pose_heatmaps_png": "spot_edge.pose.openpose_png",
-    "export_pose_onnx": "spot_edge.pose.onnx_export",
-    "read_pose_onnx_info": "spot_edge.pose.onnx_export",
 }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from spot_edge.pose.network import BACKBONE_LAYERS, PoseNetConfig, get_pose_config, stage_layers
 
-# The CMU COCO body model (pose_iter_440000.caffemodel, 6 stages); openpose.md gives the MACs.
+# The CMU COCO body model (pose_iter_440000.caffemodel, 6 stages); this module counts its MACs.
 PUBLISHED_PARAMS = 52_311_446
 PUBLISHED_GMAC = {(368, 368): 136.0, (288, 144): 42.0}
 

@@ -1,6 +1,6 @@
 """The OpenPose COCO body network (CMU ``pose_iter_440000``) in PyTorch.
 
-Architecture (``openpose.md``; Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part
+Architecture (Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part
 Affinity Fields", CVPR 2017, Fig. 2):
 
 - VGG-19 front ``conv1_1 .. conv4_2`` with three 2x2 max-pools (stride 8), then ``conv4_3_CPM``

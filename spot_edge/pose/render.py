@@ -1,7 +1,7 @@
 """Render the 56 OpenPose maps from keypoints, at any resolution.
 
 This is how keypoints from any detector, a dataset's annotations or the synthetic set become
-SPOT's structure input (``openpose.md``): 18 Gaussian keypoint maps and 38 PAF channels laid out as
+SPOT's structure input (``docs/pose-maps.md``): 18 Gaussian keypoint maps and 38 PAF channels laid out as
 in :mod:`spot_edge.pose.skeleton`.
 
 Coordinates. Keypoints are in pixel coordinates of the source image (pixel centres at integer

@@ -1,6 +1,6 @@
 """The COCO-18 OpenPose layout: keypoint order, limbs and PAF channels (single source of truth).
 
-The 56 pose maps SPOT reads (``openpose.md``) are the 18 keypoint confidence maps followed by the
+The 56 pose maps SPOT reads (``docs/pose-maps.md``) are the 18 keypoint confidence maps followed by the
 38 part-affinity-field channels of the OpenPose COCO body model, in the network's output order
 (the background heatmap, channel 18 of the network's 19, is dropped)::
 
@@ -96,7 +96,7 @@ def flip_permutation() -> tuple[list[int], list[int]]:
 
 
 def flip_pose_maps(maps: Any) -> Any:
-    """Mirror pose maps horizontally (``openpose.md`` "Flip").
+    """Mirror pose maps horizontally (``docs/pose-maps.md``).
 
     ``maps``: numpy array or torch tensor ``(..., 56, H, W)``. Returns the same type and shape:
     each map mirrored left-right, left/right keypoint channels swapped, the PAF channel pairs of

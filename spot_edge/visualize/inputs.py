@@ -71,7 +71,8 @@ def synthetic_people(num_ids: int = 4, per_modality: int = 1, height: int = 128,
     crops, ``(N, 56, h, w)`` float32 maps (``h, w = height // 8, width // 8`` unless given),
     ``(N,)`` int identities and a list of ``"visible"`` / ``"infrared"``.
     """
-    from spot_edge.training.synthetic_dataset import INFRARED_CAMERAS, VISIBLE_CAMERAS, make_identity, render_person
+    from spot_edge.training.synthetic_identity import INFRARED_CAMERAS, VISIBLE_CAMERAS, make_identity
+    from spot_edge.training.synthetic_render import render_person
 
     if num_ids < 1 or per_modality < 1:
         raise ValueError("need at least one identity and one image per modality")

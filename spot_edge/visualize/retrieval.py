@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from spot_edge.metrics import l2_normalize
 from spot_edge.visualize.common import add_border, add_caption, as_bgr_image, grid, resize_tile, write_png
 
 CORRECT = (0, 170, 0)      # BGR green
@@ -29,9 +30,7 @@ def rank_gallery(query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, k
     if g.shape[0] == 0:
         raise ValueError("the gallery is empty")
     k = int(min(max(1, k), g.shape[0]))
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    sim = q @ g.T
+    sim = l2_normalize(q) @ l2_normalize(g).T
     top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
     return top, np.take_along_axis(sim, top, axis=1)
 

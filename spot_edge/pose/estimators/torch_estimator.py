@@ -61,7 +61,7 @@ class TorchPoseEstimator(PoseEstimator):
     @property
     def weights_fingerprint(self) -> str:
         if self._fingerprint is None:
-            from spot_edge.pose.onnx_export import RANDOM_WEIGHTS
+            from spot_edge.engines.pose_metadata import RANDOM_WEIGHTS
             from spot_edge.pose.weights import pose_weights_fingerprint
 
             self._fingerprint = (pose_weights_fingerprint({k: v.float() for k, v in self.model.state_dict().items()})

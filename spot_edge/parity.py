@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from spot_edge.backends.base import Embedder
+from spot_edge.metrics import l2_normalize
 
 __all__ = ["ParityRow", "ParityReport", "embedding_agreement", "retrieval_metrics", "embed_by_modality",
            "ProtocolEmbedding", "protocol_parity", "folder_parity", "DATASETS"]
@@ -38,9 +39,7 @@ def embedding_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[st
         raise ValueError(f"embeddings differ in shape: reference {reference.shape}, candidate {candidate.shape}")
     if reference.shape[0] == 0:
         raise ValueError("no embeddings to compare")
-    ref = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
-    cand = candidate / np.maximum(np.linalg.norm(candidate, axis=1, keepdims=True), 1e-12)
-    cos = (ref * cand).sum(axis=1)
+    cos = (l2_normalize(reference) * l2_normalize(candidate)).sum(axis=1)
     return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
             "cosine_p01": float(np.percentile(cos, 1)), "max_abs_diff": float(np.abs(reference - candidate).max()),
             "num_images": int(reference.shape[0])}
