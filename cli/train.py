@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from spot_edge.cli.common import CliApp, CliError, check_range, console, optional_user_path, user_path
+from spot_edge.cli.common import CliApp, CliError, check_range, console, note, optional_user_path, user_path
 
 app = CliApp(help="Train and evaluate SPOT; generate the synthetic dataset.", no_args_is_help=True)
 
@@ -155,7 +155,7 @@ def evaluate_command(
     root = user_path(root)
     heatmap_cache = optional_user_path(heatmap_cache)
     output = optional_user_path(output)
-    cache = HeatmapCache(heatmap_cache, root) if heatmap_cache else None
+    cache = HeatmapCache(heatmap_cache, root) if heatmap_cache else _cache_under(root)
     if dataset == "sysu":
         modes = ["all", "indoor"] if mode == "both" else [mode]
         embed = checkpoint_embedder(checkpoint, cache, device=device)
@@ -220,6 +220,18 @@ def make_synthetic_command(
         summary = generate_sysu_like(out, cfg, workers=workers, force=force,
                                      progress=lambda done, total: progress.update(task, completed=done))
     typer.echo(f"{summary['num_images']} images of {summary['num_ids']} identities written to {out}")
+
+
+def _cache_under(root: Path):
+    """The pose-map cache that training built under the dataset root (``heatmap_cache_*``), when there
+    is exactly one; None otherwise (a model that reads maps then asks for --heatmap-cache)."""
+    from spot_edge.training.heatmap_cache import HeatmapCache
+
+    found = sorted(p for p in root.glob("heatmap_cache_*") if p.is_dir())
+    if len(found) != 1:
+        return None
+    note(f"pose maps from {found[0]} (the cache under the dataset root; --heatmap-cache to choose another)")
+    return HeatmapCache(found[0], root)
 
 
 @app.command("build-heatmaps")

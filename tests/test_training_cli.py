@@ -40,6 +40,16 @@ def test_readme_flow_with_relative_paths(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "out/r.json").read_text())
     assert len(saved["SYSU-MM01 all-search"]["trials"]) == 2
+    # without --heatmap-cache: the one cache training built under the root, same figures
+    r = invoke(["evaluate", "--checkpoint", "runs/set/model.safetensors", "--root", "data/s", "--mode", "all",
+                "--trials", "2", "--output", "out/default.json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "out/default.json").read_text())["SYSU-MM01 all-search"]
+    assert again["mAP"] == saved["SYSU-MM01 all-search"]["mAP"]
+    # two caches under the root: which one is the user's to say
+    (tmp_path / "data/s/heatmap_cache_other").mkdir()
+    r = invoke(["evaluate", "--checkpoint", "runs/set/model.safetensors", "--root", "data/s", "--mode", "all"])
+    assert r.exit_code == 2 and "--heatmap-cache" in error_line(r)
 
 
 def test_a_run_folder_given_relative_resumes(tmp_path, monkeypatch, tiny_set):

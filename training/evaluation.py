@@ -74,7 +74,8 @@ class ModelEmbedder:
         self.spec = model.config.preprocessing
         self.needs_maps = model.config.needs_pose_maps
         if self.needs_maps and heatmap_cache is None:
-            raise ValueError("this model configuration reads pose maps: pass a heatmap cache covering the test images")
+            raise ValueError("this model configuration reads pose maps: pass a heatmap cache covering the test images "
+                             "(spot-edge evaluate --heatmap-cache DIR; spot-edge build-heatmaps makes one)")
         self._memo: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, paths: Sequence[str], modality: str) -> np.ndarray:
