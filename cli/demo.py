@@ -8,20 +8,21 @@ import typer
 from rich.text import Text
 
 from spot_edge.cli.common import CliApp, check_range, console, user_path, warn
+from spot_edge.demo.run import DemoConfig
 
 app = CliApp(help="The end-to-end demo on synthetic data.")
 
 
 @app.command("demo")
 def demo(
-    out_dir: Path = typer.Option(Path("spot-edge-demo"), "--out", "-o", help="Results folder."),
-    epochs: int = typer.Option(12, help="Training epochs of SPOT-small."),
-    batches_per_epoch: int = typer.Option(30, help="Identity-sampler batches per epoch."),
-    num_train: int = typer.Option(96, help="Synthetic training identities (at least 8)."),
-    num_test: int = typer.Option(32, help="Synthetic test identities (at least 2)."),
-    video_frames: int = typer.Option(48, help="Frames of each generated video."),
-    preset: str = typer.Option("spot-small", help="Model preset (a '-small' one for CPUs)."),
-    seed: int = typer.Option(0, help="Seed of data generation and training."),
+    out_dir: Path = typer.Option(Path(DemoConfig.out_dir), "--out", "-o", help="Results folder."),
+    epochs: int = typer.Option(DemoConfig.epochs, help="Training epochs of SPOT-small."),
+    batches_per_epoch: int = typer.Option(DemoConfig.batches_per_epoch, help="Identity-sampler batches per epoch."),
+    num_train: int = typer.Option(DemoConfig.num_train, help="Synthetic training identities (at least 8)."),
+    num_test: int = typer.Option(DemoConfig.num_test, help="Synthetic test identities (at least 2)."),
+    video_frames: int = typer.Option(DemoConfig.video_frames, help="Frames of each generated video."),
+    preset: str = typer.Option(DemoConfig.preset, help="Model preset (a '-small' one for CPUs)."),
+    seed: int = typer.Option(DemoConfig.seed, help="Seed of data generation and training."),
 ) -> None:
     """Train, evaluate, export and run SPOT end to end on generated data (under 10 min on 2 cores).
 
@@ -35,7 +36,7 @@ def demo(
       spot-edge demo
       spot-edge demo --out /tmp/demo --epochs 2 --batches-per-epoch 5
     """
-    from spot_edge.demo.run import DemoConfig, DemoRunner
+    from spot_edge.demo.run import DemoRunner
 
     check_range("--epochs", epochs, 1)
     check_range("--batches-per-epoch", batches_per_epoch, 1)

@@ -1,36 +1,27 @@
 """A test double of the ``tensorrt`` Python module, as TensorRT 10.3 or 11.1 bind it.
 
-Every name, value, return type and exception follows the binding sources in
-``/work/shared/third_party/tensorrt/<version>/python-bindings`` (``tests/test_engines_trt_bindings.py``
-checks that each name the double offers, and each name the code touches, exists there, and that
-the enum values equal the headers'):
-
-- ``get_plugin_registry().load_library(path)`` returns a handle, or **None** when the library
-  cannot be opened or when any of its plugins is already registered (a second load);
-  ``get_creator(type, version, namespace)`` returns None for an unknown creator;
-- ``IOptimizationProfile.set_shape`` raises ``RuntimeError`` for inconsistent shapes;
-  ``IExecutionContext.set_optimization_profile_async`` raises ``RuntimeError`` on failure;
-- ``Builder.build_serialized_network`` returns an ``IHostMemory`` (buffer protocol, ``dtype``,
-  ``nbytes``) or None; ``Runtime.deserialize_cuda_engine`` returns None for a plan of another version;
-- shapes come back as ``Dims`` (``len``, indexing with ``IndexError``, equality with tuples);
-  ``IExecutionContext.get_tensor_shape`` of an output with dynamic spatial dimensions (the pose
-  network) is its inferred shape once every input shape is set;
-- 10.3: ``NetworkDefinitionCreationFlag`` EXPLICIT_BATCH = 0, STRONGLY_TYPED = 1; ``BuilderFlag.FP16``
-  / ``INT8`` and ``Builder.platform_has_fast_fp16`` exist; a strongly typed network refuses
-  precision flags (the build fails). 11.1: STRONGLY_TYPED = 0 (ignored: always strongly typed),
-  no FP16 / INT8 flags, no ``platform_has_fast_fp16``, no INT8 calibrator.
+Names, values, return types and exceptions follow the binding sources in
+``<shared>/third_party/tensorrt/<version>/python-bindings`` (``tests/test_engines_trt_bindings.py``
+checks every name offered and touched, and the enum values against the headers). Notably:
+``load_library`` returns None when a library's plugins are already registered; ``get_creator`` None
+for an unknown creator; ``set_shape`` / ``set_optimization_profile_async`` raise ``RuntimeError``;
+``build_serialized_network`` gives an ``IHostMemory`` or None; ``deserialize_cuda_engine`` None for a
+plan of another version; shapes are ``Dims``; an output with dynamic spatial dimensions (the pose
+network) gets its inferred shape once every input shape is set. 10.3 has ``BuilderFlag.FP16`` / ``INT8``
+and refuses them on a strongly typed network; 11.1 is always strongly typed, without those flags,
+``platform_has_fast_fp16`` or an INT8 calibrator.
 
 The "engine" is the ONNX graph itself, run with ONNX Runtime on the host memory the caller's tensor
 addresses point to, so tests compare numbers end to end (on CPU tensors). The parser refuses
 operators outside the TensorRT 10.3 list and asymmetric (non-zero zero point) Q/DQ, as TensorRT does.
-Each module records the public names the code touches (``state.accessed``) and notable calls
-(``state.calls``).
+Each module records the public names the code touches (``state.accessed``) and calls (``state.calls``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import hashlib
 import json
 import os
 import types
@@ -442,15 +433,13 @@ def _namespace(state: State, version: str) -> dict:  # noqa: C901 - one closure 
             calls.append(("execute", {n: self._shapes[n][0] for n in inputs}))
             return True
 
-    names = dict(Logger=Logger, Dims=Dims, IHostMemory=IHostMemory, IPluginRegistry=IPluginRegistry,
-                 get_plugin_registry=get_plugin_registry, init_libnvinfer_plugins=init_libnvinfer_plugins,
-                 ITensor=ITensor, INetworkDefinition=INetworkDefinition, ParserError=ParserError,
-                 OnnxParser=OnnxParser, IOptimizationProfile=IOptimizationProfile, ITimingCache=ITimingCache,
-                 IBuilderConfig=IBuilderConfig, Builder=Builder, Runtime=Runtime, ICudaEngine=ICudaEngine,
-                 IExecutionContext=IExecutionContext, BuilderFlag=BuilderFlag,
-                 NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag, MemoryPoolType=MemoryPoolType,
-                 DataType=DataType, TensorIOMode=TensorIOMode)
-    return names
+    return dict(Logger=Logger, Dims=Dims, IHostMemory=IHostMemory, IPluginRegistry=IPluginRegistry,
+                get_plugin_registry=get_plugin_registry, init_libnvinfer_plugins=init_libnvinfer_plugins,
+                ITensor=ITensor, INetworkDefinition=INetworkDefinition, ParserError=ParserError, OnnxParser=OnnxParser,
+                IOptimizationProfile=IOptimizationProfile, ITimingCache=ITimingCache, IBuilderConfig=IBuilderConfig,
+                Builder=Builder, Runtime=Runtime, ICudaEngine=ICudaEngine, IExecutionContext=IExecutionContext,
+                BuilderFlag=BuilderFlag, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+                MemoryPoolType=MemoryPoolType, DataType=DataType, TensorIOMode=TensorIOMode)
 
 
 def _asymmetric_quantization(graph) -> list[str]:
@@ -470,8 +459,6 @@ def _asymmetric_quantization(graph) -> list[str]:
 
 def _output_shape(onnx_bytes: bytes, name: str, input_shapes: dict) -> list[int]:
     """The shape of output ``name`` for concrete input shapes (ONNX shape inference)."""
-    import hashlib
-
     import onnx
 
     key = (hashlib.sha1(onnx_bytes).hexdigest(), name, tuple(sorted((k, tuple(v)) for k, v in input_shapes.items())))
@@ -492,8 +479,6 @@ def _output_shape(onnx_bytes: bytes, name: str, input_shapes: dict) -> list[int]
 
 
 def _session(onnx_bytes: bytes):
-    import hashlib
-
     import onnxruntime as ort
 
     key = hashlib.sha1(onnx_bytes).hexdigest()
