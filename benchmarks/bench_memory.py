@@ -192,7 +192,7 @@ def run_child(args) -> None:
         embedder = create_embedder(model, backend="pytorch", device=str(device), fp16=args.fp16)
         rec.stage(f"SPOT model ({args.preset})", parameters_m=params / 1e6)
 
-    from spot_edge.pose.estimators import TorchPoseEstimator
+    from spot_edge.backends.pose_estimators import TorchPoseEstimator
     from spot_edge.pose.network import RandomWeightsWarning
 
     warnings.simplefilter("ignore", RandomWeightsWarning)  # random weights: memory only

@@ -61,7 +61,7 @@ def write_frames(folder: Path, count: int, frame_hw: tuple[int, int], people: in
 
 def pose_estimator(backend: str, folder: Path, threads: int):
     """The lite pose network with random weights on ``backend``."""
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
     from spot_edge.pose.network import OpenPoseBody
     from spot_edge.engines.pose_onnx_export import export_pose_onnx
 

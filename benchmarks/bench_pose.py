@@ -150,7 +150,7 @@ def bench_host(frame_hw, people_counts, repeats: int, maps_kind: str, gallery_si
 
 def bench_backends(config: str, frame_hw, rounds: int, threads: int) -> list[dict]:
     """Torch eager vs ONNX Runtime on the CPU, one frame, timed alternately."""
-    from spot_edge.pose.estimators import OnnxRuntimePoseEstimator, TorchPoseEstimator
+    from spot_edge.backends.pose_estimators import OnnxRuntimePoseEstimator, TorchPoseEstimator
     from spot_edge.engines.pose_onnx_export import export_pose_onnx
 
     torch.set_num_threads(threads)
@@ -213,7 +213,7 @@ def bench_agreement(weights: Path, images: Path, net_height: int, limit: int) ->
     import cv2
 
     from spot_edge.imageio import list_images, read_image
-    from spot_edge.pose.estimators import TorchPoseEstimator
+    from spot_edge.backends.pose_estimators import TorchPoseEstimator
 
     full = TorchPoseEstimator.from_weights(weights, "openpose_coco", device="auto")
     lite = TorchPoseEstimator.from_weights(weights, "openpose_coco_lite", device="auto")

@@ -124,7 +124,7 @@ def maps(
     import cv2
 
     from spot_edge.imageio import list_images, read_image
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
     from spot_edge.pose.openpose_json import write_openpose_json
     from spot_edge.pose.openpose_png import heatmaps_png_name, write_pose_heatmaps_png
     from spot_edge.pose.parse import parse_pose_maps

@@ -82,7 +82,7 @@ def pose_maps_for(files: list[Path], crops: list[np.ndarray], map_size: tuple[in
         keypoints = [keypoints_for_image(keypoints_root, os.path.relpath(f, keypoints_root)) for f in files]
         return pose_maps_from_keypoints(keypoints, [c.shape[:2] for c in crops], map_size)
     if pose_weights is not None:
-        from spot_edge.pose.estimators import create_pose_estimator
+        from spot_edge.backends.pose_estimators import create_pose_estimator
 
         estimator = create_pose_estimator(pose_weights)
         maps = []

@@ -71,7 +71,7 @@ def workdir(exported, monkeypatch) -> Path:
 
 
 def _torch_pose():
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
 
     return create_pose_estimator("pose.safetensors", backend="pytorch", device="cpu", config=pose_config())
 
@@ -107,7 +107,7 @@ def test_export_writes_a_bundle_with_fingerprints_preprocessing_and_pose_config(
 def test_both_networks_of_the_bundle_run_on_onnx_runtime_as_pytorch_does(workdir, rng):
     from spot_edge.backends import create_embedder, resolve_backend
     from spot_edge.backends.torch_backend import TorchEmbedder
-    from spot_edge.pose.estimators import OnnxRuntimePoseEstimator, create_pose_estimator, resolve_pose_backend
+    from spot_edge.backends.pose_estimators import OnnxRuntimePoseEstimator, create_pose_estimator, resolve_pose_backend
     from spot_edge.pose.parse import parse_pose_maps
     from engines_helpers import random_inputs
 
@@ -205,7 +205,7 @@ def test_export_with_engines_replaces_an_unfinished_export_and_runs_on_tensorrt(
     from spot_edge.backends import create_embedder, resolve_backend
     from spot_edge.engines import trt_builder, trt_runtime
     from spot_edge.engines.metadata import GpuInfo
-    from spot_edge.pose.estimators import TensorRTPoseEstimator, create_pose_estimator, resolve_pose_backend
+    from spot_edge.backends.pose_estimators import TensorRTPoseEstimator, create_pose_estimator, resolve_pose_backend
 
     orin = GpuInfo("Orin", (8, 7))
     monkeypatch.setitem(sys.modules, "tensorrt", trt_double.as_module("10.3"))

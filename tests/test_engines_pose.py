@@ -21,7 +21,7 @@ from spot_edge.engines.pose_metadata import PoseGraphError, PoseGraphInfo
 from spot_edge.engines.precision import check_graph_precision, graph_precision
 from spot_edge.engines.trt_builder import BuildOptions, build_engine, load_target
 from spot_edge.errors import InputError
-from spot_edge.pose.estimators import OnnxRuntimePoseEstimator, TensorRTPoseEstimator, create_pose_estimator
+from spot_edge.backends.pose_estimators import OnnxRuntimePoseEstimator, TensorRTPoseEstimator, create_pose_estimator
 
 ORIN = GpuInfo("Orin", (8, 7))
 PROFILE = ShapeProfile((1, 32, 32), (1, 48, 64), (2, 64, 96))

@@ -88,7 +88,7 @@ def _flows(trt, tmp_path) -> None:
         embedder.embed(images, heatmaps, "infrared")
         embedder.close()
     from spot_edge.engines.metadata import ShapeProfile
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
 
     pose_options = BuildOptions(pose_profiles=(ShapeProfile((1, 32, 32), (1, 32, 48), (2, 64, 64)),))
     build_engine(small_pose_graph("fp16"), tmp_path / "pose.engine", pose_options, gpu=gpu)

@@ -96,7 +96,7 @@ def test_openpose_source_with_the_network():
     """The real (1-stage, random-weight) network: shapes and plumbing only."""
     import warnings
 
-    from spot_edge.pose.estimators import TorchPoseEstimator
+    from spot_edge.backends.pose_estimators import TorchPoseEstimator
     from spot_edge.pose.network import OpenPoseBody, with_stages
 
     est = TorchPoseEstimator(OpenPoseBody(with_stages("openpose_coco", 1)), device="cpu")
@@ -147,7 +147,7 @@ def test_pipeline_with_onnx_runtime_pose_finds_the_same_people_as_with_pytorch(t
     from pose_networks import LOOSE, scaled_random_network
     from spot_edge.pipeline import CameraInput, Pipeline, PipelineConfig, open_source
     from spot_edge.pipeline.events import read_events
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
     from spot_edge.engines.pose_onnx_export import export_pose_onnx
 
     model = scaled_random_network()

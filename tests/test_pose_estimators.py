@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spot_edge.backends.base import BackendUnavailableError
-from spot_edge.pose.estimators import (
+from spot_edge.backends.pose_estimators import (
     OnnxRuntimePoseEstimator,
     PoseEstimator,
     PoseInputError,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from spot_edge.pose.caffe import CaffeModelError, caffemodel_to_state_dict, read_caffemodel, state_dict_to_caffemodel
-from spot_edge.pose.estimators import TorchPoseEstimator
+from spot_edge.backends.pose_estimators import TorchPoseEstimator
 from spot_edge.pose.network import (
     OpenPoseBody,
     PoseNetConfig,

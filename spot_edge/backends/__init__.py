@@ -4,6 +4,9 @@
 >>> embedder = create_embedder("exports/spot")          # spot.visible.onnx + spot.infrared.onnx
 >>> embedder.embed(images, heatmaps, "infrared")        # (B, D) float32, L2-normalised
 
+The pose network has the same three runtimes behind one ``PoseEstimator`` interface:
+:mod:`spot_edge.backends.pose_estimators` (``create_pose_estimator(source, backend="auto")``).
+
 ONNX Runtime on CPU is the embedded default: it runs wherever spot-edge installs. Bad input to
 ``embed`` raises :class:`spot_edge.errors.InputError`.
 """

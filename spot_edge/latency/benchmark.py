@@ -236,7 +236,7 @@ def _pose_stage(settings: BenchSettings, device: torch.device, results, skipped,
         skipped.append({"stage": "pose", "reason": "no pose model: give pose weights (or ask for random weights, "
                                                    "timing only)"})
         return
-    from spot_edge.pose.estimators import create_pose_estimator
+    from spot_edge.backends.pose_estimators import create_pose_estimator
     from spot_edge.pose.network import OpenPoseBody
 
     say(f"pose, frame {settings.frame_size[0]}x{settings.frame_size[1]}")

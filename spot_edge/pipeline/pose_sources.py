@@ -100,7 +100,7 @@ def render_frame_maps(people: list[Person], image_size: tuple[int, int], stride:
     """``(56, ceil(H/stride), ceil(W/stride))`` maps of a frame rendered from its people's keypoints.
 
     The maps cover the frame padded to a multiple of ``stride`` (the convention of the pose
-    estimators, :mod:`spot_edge.pose.estimators`, and of :func:`spot_edge.pose.crop.crop_people`).
+    estimators, :mod:`spot_edge.backends.pose_estimators`, and of :func:`spot_edge.pose.crop.crop_people`).
     """
     from spot_edge.pose.render import render_pose_maps
 
@@ -116,8 +116,8 @@ POST_PROCESSING = ("auto", "device", "host")
 class OpenPoseSource:
     """The OpenPose network on the full frame, then parsing into people.
 
-    Any :class:`~spot_edge.pose.estimators.PoseEstimator` runs the network (PyTorch, ONNX
-    Runtime, TensorRT; :func:`~spot_edge.pose.estimators.create_pose_estimator`). The maps are
+    Any :class:`~spot_edge.backends.pose_estimators.PoseEstimator` runs the network (PyTorch, ONNX
+    Runtime, TensorRT; :func:`~spot_edge.backends.pose_estimators.create_pose_estimator`). The maps are
     parsed with the frame's geometry (padded network input, resized frame, original frame), so
     keypoints come back in frame pixels whatever the resize, and the result says where the crops
     are made (:func:`spot_edge.pipeline.stages.crop_frame`):
@@ -157,10 +157,10 @@ class OpenPoseSource:
                      estimator_options: dict | None = None, **kwargs) -> "OpenPoseSource":
         """The source for a weights file, a pose graph (``.onnx``), an engine or a bundle (a folder
         from ``spot-edge export`` or a loaded ``Bundle``: its pose graph or engine), on ``backend``
-        (:func:`~spot_edge.pose.estimators.create_pose_estimator`, the Embedder's auto rule);
+        (:func:`~spot_edge.backends.pose_estimators.create_pose_estimator`, the Embedder's auto rule);
         ``config`` names the network of a weights file; ``estimator_options`` go to the estimator
         (``threads``, ``fp16``...), ``kwargs`` to the source."""
-        from spot_edge.pose.estimators import create_pose_estimator
+        from spot_edge.backends.pose_estimators import create_pose_estimator
 
         if isinstance(path, (str, Path)) and not Path(path).exists():
             raise FileNotFoundError(

@@ -8,8 +8,6 @@ Modules (each owns one idea):
   ``resample`` (upsampling/blur as per-axis operators), ``peaks``, ``limbs``, ``grouping``
 - ``device_parse``  the same parsing in torch on the maps' device (GPU path)
 - ``network``       the OpenPose COCO body network and its input preprocessing
-- ``estimators``    the ``PoseEstimator`` interface: PyTorch, ONNX Runtime, TensorRT (the runtime
-  layer above this package's core: import it as ``spot_edge.pose.estimators``)
 - ``weights``       loading ``body_pose_model.pth`` / ``.caffemodel`` / ``.safetensors``;
   ``fetch`` downloading the CMU body model
 - ``caffe``         ``.caffemodel`` reader/writer without Caffe
@@ -19,7 +17,9 @@ Modules (each owns one idea):
 - ``info``          parameter/MAC counts (the ONNX export lives with the other exporters:
   :mod:`spot_edge.engines.pose_onnx_export`)
 
-Details of the maps and the parsing: ``docs/pose-maps.md``.
+Running the network on PyTorch, ONNX Runtime or TensorRT is a runtime's job:
+:mod:`spot_edge.backends.pose_estimators` (beside SPOT's embedders). Details of the maps and the
+parsing: ``docs/pose-maps.md``.
 
 The light names below are imported eagerly; the torch-based ones on first use.
 """

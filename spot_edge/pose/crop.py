@@ -24,7 +24,7 @@ unclamped, see ``docs/pose-maps.md``).
 
 Coordinates: boxes are ``(x0, y0, x1, y1)`` in frame pixels, edges (a box covering pixels 0..9 is
 ``(0, 0, 10, 10)``). Pose maps at ``stride`` s cover frame pixels ``[s j, s (j + 1))`` with map
-pixel ``j``, as the pose estimators produce them (s = 8; :mod:`spot_edge.pose.estimators`).
+pixel ``j``, as the pose estimators produce them (s = 8; :mod:`spot_edge.backends.pose_estimators`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spot_edge.pose.estimators.base import PoseEstimator
+from spot_edge.backends.pose_estimators.base import PoseEstimator
 from spot_edge.pose.network import OpenPoseBody, PoseNetConfig, get_pose_config
 
 POSE_BACKENDS = ("auto", "pytorch", "onnxruntime", "tensorrt")
@@ -84,18 +84,18 @@ def create_pose_estimator(source, backend: str = "auto", device: str = "auto",
     if kind == "bundle":
         return _bundle_estimator(source, backend, device, options)
     if backend == "pytorch":
-        from spot_edge.pose.estimators.torch_estimator import TorchPoseEstimator
+        from spot_edge.backends.pose_estimators.torch_estimator import TorchPoseEstimator
 
         if kind == "model":
             return TorchPoseEstimator(source, device=device, **options)
         return TorchPoseEstimator.from_weights(_existing(source), config=config, device=device, **options)
     if backend == "onnxruntime":
-        from spot_edge.pose.estimators.onnxruntime_estimator import OnnxRuntimePoseEstimator
+        from spot_edge.backends.pose_estimators.onnxruntime_estimator import OnnxRuntimePoseEstimator
 
         if kind == "weights":
             source = export_weights_once(_existing(source), config, options.pop("export_dir", None))
         return OnnxRuntimePoseEstimator(_existing(source), device=device, **options)
-    from spot_edge.pose.estimators.tensorrt_estimator import TensorRTPoseEstimator
+    from spot_edge.backends.pose_estimators.tensorrt_estimator import TensorRTPoseEstimator
 
     return TensorRTPoseEstimator(_existing(source), device=device, **options)
 
@@ -112,10 +112,10 @@ def _bundle_estimator(source, backend: str, device: str, options: dict) -> PoseE
         if bundle.pose_engine is None:
             raise BackendUnavailableError(f"bundle {bundle.folder} holds no pose engine; run its pose graph with "
                                           f"backend onnxruntime, or export it with --engines on the target")
-        from spot_edge.pose.estimators.tensorrt_estimator import TensorRTPoseEstimator
+        from spot_edge.backends.pose_estimators.tensorrt_estimator import TensorRTPoseEstimator
 
         return TensorRTPoseEstimator(bundle.pose_engine, device=device, **options)
-    from spot_edge.pose.estimators.onnxruntime_estimator import OnnxRuntimePoseEstimator
+    from spot_edge.backends.pose_estimators.onnxruntime_estimator import OnnxRuntimePoseEstimator
 
     return OnnxRuntimePoseEstimator(bundle.pose_graph, device=device, **options)
 

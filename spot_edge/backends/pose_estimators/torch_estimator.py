@@ -6,7 +6,7 @@ import torch
 
 from spot_edge.backends.base import BackendUnavailableError
 from spot_edge.device import resolve_device
-from spot_edge.pose.estimators.base import PoseEstimator
+from spot_edge.backends.pose_estimators.base import PoseEstimator
 from spot_edge.pose.network import OpenPoseBody, PoseNetConfig, select_pose_maps
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from spot_edge.engines.pose_metadata import POSE_INPUT, POSE_OUTPUT, PoseGraphError, read_pose_onnx_info
-from spot_edge.pose.estimators.base import PoseEstimator
+from spot_edge.backends.pose_estimators.base import PoseEstimator
 from spot_edge.engines.pose_onnx_export import onnxruntime_session
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from spot_edge.backends.base import BackendUnavailableError
-from spot_edge.pose.estimators.base import PoseEstimator
+from spot_edge.backends.pose_estimators.base import PoseEstimator
 
 
 class TensorRTPoseEstimator(PoseEstimator):

@@ -1,7 +1,7 @@
 """The ``PoseEstimator`` interface: frames -> the 56 OpenPose maps, whatever runs the network.
 
 It mirrors the :class:`~spot_edge.backends.base.Embedder`: one abstract class, one implementation
-per backend (PyTorch, ONNX Runtime, TensorRT), :func:`~spot_edge.pose.estimators.create_pose_estimator`
+per backend (PyTorch, ONNX Runtime, TensorRT), :func:`~spot_edge.backends.pose_estimators.create_pose_estimator`
 with ``backend="auto"``.
 """
 
