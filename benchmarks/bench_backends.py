@@ -15,23 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-
-def _interleaved_ms(fns: dict, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Time each function ``repeats`` times, alternating between them so that a change in
-    machine load hits both alike; returns milliseconds per run."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1000.0 * (time.perf_counter() - start))
-    return times
+from spot_edge.latency.timing import interleaved_ms
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -65,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for batch in args.batches:
             images = rng.standard_normal((batch, 3, *config.preprocessing.size)).astype(np.float32)
             heatmaps = rng.random((batch, config.num_pose_maps, *config.preprocessing.heatmap_size)).astype(np.float32)
-            times = _interleaved_ms({"pytorch": lambda: torch_embedder.embed(images, heatmaps, args.modality),
+            times = interleaved_ms({"pytorch": lambda: torch_embedder.embed(images, heatmaps, args.modality),
                                      "onnxruntime": lambda: ort_embedder.embed(images, heatmaps, args.modality)},
                                     args.warmup, args.repeats)
             t_torch, t_ort = statistics.median(times["pytorch"]), statistics.median(times["onnxruntime"])

@@ -23,24 +23,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _interleaved_ms(fns: dict, warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Milliseconds per call of each function, alternating between them round after round."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1000.0 * (time.perf_counter() - start))
-    return times
+from spot_edge.latency.timing import interleaved_ms
 
 
 def _model(args):
@@ -96,7 +83,7 @@ def latency(args) -> list[dict]:
             images = rng.standard_normal((batch, 3, *config.preprocessing.size)).astype(np.float32)
             heatmaps = rng.random((batch, config.num_pose_maps, *config.preprocessing.heatmap_size)).astype(np.float32)
             calls = {name: (lambda e=e: e.embed(images, heatmaps, modality)) for name, e in variants.items()}
-            times = _interleaved_ms(calls, args.warmup, args.rounds)
+            times = interleaved_ms(calls, args.warmup, args.rounds)
             reference = calls["pytorch eager fp32"]()
             base = statistics.median(times["onnxruntime fp32"])
             for name, fn in calls.items():

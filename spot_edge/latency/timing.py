@@ -15,7 +15,22 @@ import torch
 
 from spot_edge.latency.settings import BenchmarkError
 
-__all__ = ["latency_stats", "Timer"]
+__all__ = ["latency_stats", "interleaved_ms", "Timer"]
+
+
+def interleaved_ms(fns: dict[str, Callable[[], Any]], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per call of each function, ``rounds`` times, alternating between them round after
+    round so that a change in machine load hits every variant alike (after ``warmup`` calls each)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1000.0 * (time.perf_counter() - start))
+    return times
 
 
 def latency_stats(times_ms: Sequence[float]) -> dict[str, float]:
