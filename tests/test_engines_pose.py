@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import trt_double
 from engines_helpers import small_exports, small_pose_graph
+from spot_edge.engines.graph_props import set_metadata_props
 from spot_edge.engines.metadata import (ArtifactError, EngineMetadata, EngineMismatchError, GpuInfo, ShapeProfile,
                                         read_graph_info)
 from spot_edge.engines.pose_metadata import PoseGraphError, PoseGraphInfo
@@ -49,9 +50,7 @@ def test_pose_graph_goes_through_the_engines_converter_and_metadata():
     dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
     fp32 = onnx.load(str(small_pose_graph("fp32")))
-    for prop in fp32.metadata_props:  # an fp32 graph that claims fp16 is refused, with the pose command
-        if prop.key == "spot_edge.precision":
-            prop.value = "fp16"
+    set_metadata_props(fp32, {"spot_edge.precision": "fp16"})  # an fp32 graph that claims fp16: refused
     with pytest.raises(ArtifactError, match="spot-edge pose export-onnx"):
         check_graph_precision(fp32, read_graph_info(fp32), "pose.onnx")
     with pytest.raises(ArtifactError, match="not a SPOT embedding graph"):

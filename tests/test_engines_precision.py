@@ -13,6 +13,7 @@ from onnx import numpy_helper
 
 from engines_helpers import (calibration_batches, random_inputs, small_exports, small_model, tiny_synthetic,
                              torch_reference)
+from spot_edge.engines.graph_props import set_metadata_props
 from spot_edge.engines import ArtifactError, check_graph_precision, export_onnx, graph_precision, read_onnx_info
 from spot_edge.engines.int8 import to_uint8_activations
 from spot_edge.engines.structure_path import structure_path_nodes
@@ -177,9 +178,7 @@ def test_a_graph_that_lies_about_its_precision_is_refused_at_load(tmp_path):
     from spot_edge.backends import create_embedder
 
     graph = onnx.load(str(small_exports("int8")["visible"]))
-    for prop in graph.metadata_props:
-        if prop.key == "spot_edge.calibration":
-            prop.value = "{not json"
+    set_metadata_props(graph, {"spot_edge.calibration": "{not json"})
     onnx.save(graph, str(tmp_path / "a.visible.onnx"))
     with pytest.raises(ArtifactError, match="unreadable"):
         create_embedder(tmp_path / "a.visible.onnx")
@@ -188,9 +187,7 @@ def test_a_graph_that_lies_about_its_precision_is_refused_at_load(tmp_path):
     with pytest.raises(ArtifactError, match="symmetric"):
         create_embedder(tmp_path / "b.visible.onnx")
     fp16 = onnx.load(str(small_exports("fp16")["visible"]))
-    for prop in fp16.metadata_props:
-        if prop.key == "spot_edge.precision":
-            prop.value = "fp32"
+    set_metadata_props(fp16, {"spot_edge.precision": "fp32"})
     onnx.save(fp16, str(tmp_path / "c.visible.onnx"))
     with pytest.raises(ArtifactError, match="content is fp16"):
         create_embedder(tmp_path / "c.visible.onnx")

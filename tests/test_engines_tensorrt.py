@@ -11,6 +11,7 @@ import pytest
 
 import trt_double
 from engines_helpers import random_inputs, small_exports, small_model, small_plugin_exports, torch_reference
+from spot_edge.engines.graph_props import set_metadata_props
 from spot_edge.engines.metadata import ArtifactError, BatchProfile, EngineMetadata, EngineMismatchError, GpuInfo
 from spot_edge.engines.trt_builder import (BuildOptions, EngineBuildError, available_targets, build_engine,
                                            engine_path_for, load_target)
@@ -170,9 +171,7 @@ def test_a_graph_changed_after_export_is_refused(trt11, tmp_path):
     import onnx
 
     model = onnx.load(str(small_exports("fp16")["visible"]))
-    for prop in model.metadata_props:
-        if prop.key == "spot_edge.precision":
-            prop.value = "fp32"
+    set_metadata_props(model, {"spot_edge.precision": "fp32"})
     lying = tmp_path / "lying.visible.onnx"
     onnx.save(model, str(lying))
     with pytest.raises(ArtifactError, match="content is fp16"):
