@@ -246,7 +246,7 @@ class DemoRunner:
         return {"people_in_videos": chosen, "pipeline": summary,
                 "matching": {m: score_video_matches(events, videos[m]["truth"], m) for m in MODALITIES}}
 
-    def pictures(self, embedder, data_root: Path) -> dict[str, str]:
+    def pictures(self, model, embedder, data_root: Path) -> dict[str, str]:
         from spot_edge.training.datasets import sysu_gallery, sysu_query
         from spot_edge.visualize.parts import save_parts_panel
         from spot_edge.visualize.retrieval import save_retrieval_panel
@@ -268,7 +268,6 @@ class DemoRunner:
         ids = np.concatenate([np.asarray(q_ids)[keep], np.asarray(g_ids)[keep_g]])
         modalities = ["infrared"] * int(keep.sum()) + ["visible"] * int(keep_g.sum())
         files["tsne"] = str(plot_tsne(embeddings, ids, modalities, out / "tsne.png"))
-        model = self.load_model()
         if model.tpi is not None:
             sel = [q_paths[i] for i in pick[:4]]
             _, maps = _image_inputs(sel, data_root, model.config.preprocessing)
@@ -308,7 +307,7 @@ class DemoRunner:
                             lambda: self.run_videos(embedder, gallery, ids, data_root))
         self.summary["videos"] = videos
         self._add_metrics(_pipeline_section(videos["matching"], embedder.describe(), len(ids)))
-        self.summary["pictures"] = self._step("8/8 pictures", lambda: self.pictures(embedder, data_root))
+        self.summary["pictures"] = self._step("8/8 pictures", lambda: self.pictures(model, embedder, data_root))
         self.summary["timings_s"] = self.timings
         self.summary["cpu_s"] = self.cpu
         self.summary["total_s"] = round(sum(self.timings.values()), 1)
